@@ -1,0 +1,3 @@
+from archsearch.cli import main
+
+main()

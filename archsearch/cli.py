@@ -1,0 +1,135 @@
+"""The `archsearch` command: thin typer commands over the modules of the package.
+
+Heavy modules (torch, optuna) are imported inside the commands so `archsearch --help` stays fast.
+Every ArchsearchError becomes one message on stderr and exit code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="archsearch",
+    help="Declarative architecture search for PyTorch: YAML specs → models → Optuna studies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="override a spec field: --set train.lr=0.01 (repeatable)"),
+]
+
+
+def _err(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+
+
+def _human(n: float) -> str:
+    for unit in ("", "K", "M", "G", "T"):
+        if abs(n) < 1000:
+            return f"{n:.3g}{unit}"
+        n /= 1000
+    return f"{n:.3g}P"
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+@app.command()
+def validate(
+    specs: Annotated[list[Path], typer.Argument(help="spec files to check")],
+    set_: SetOpt = None,
+) -> None:
+    """Check spec files: schema, shapes, files. Exit 0, or 2 listing every error."""
+    from archsearch.errors import SpecError
+    from archsearch.spec import load_spec
+
+    failed = 0
+    for path in specs:
+        try:
+            spec = load_spec(path, set_ or [])
+        except SpecError as e:
+            failed += 1
+            _err(str(e))
+            continue
+        kind = spec.model.backbone.name if spec.model.backbone else f"{len(spec.model.layers or [])} layers"
+        typer.echo(f"ok: {path} ({kind}, {spec.data.dataset})")
+    if failed:
+        raise typer.Exit(2)
+
+
+@app.command()
+def summary(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="spec file")],
+    batch_size: Annotated[Optional[int], typer.Option(help="batch for the memory estimate (default: train.batch_size)")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Per layer: output shape and parameters; totals: params, FLOPs, a training-memory estimate."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from archsearch.build import build_model, summarize
+    from archsearch.spec import load_spec
+    from archsearch.spec.base import fmt_shape
+
+    spec = load_spec(spec_path, set_ or [])
+    model = build_model(spec)
+    s = summarize(model, spec.model.input_shape)
+    table = Table(title=f"{spec_path}  input {fmt_shape(s.input_shape)}")
+    for col in ("#", "layer", "output shape", "params", "trainable"):
+        table.add_column(col, justify="right" if col in ("#", "params", "trainable") else "left")
+    for row in s.rows:
+        table.add_row(row.name, row.kind, fmt_shape(row.output_shape), f"{row.params:,}", f"{row.trainable:,}")
+    console = Console()
+    console.print(table)
+    bs = batch_size or spec.train.batch_size
+    mem = s.memory_bytes(bs, optimizer_slots=2 if spec.train.optimizer.name in ("adam", "adamw") else 1)
+    console.print(
+        f"params {s.params:,}  trainable {s.trainable_params:,}  non-trainable {s.params - s.trainable_params:,}"
+        f"  buffers {s.buffers:,}\n"
+        f"FLOPs/image {_human(s.flops)} (forward, multiply-add = 2)\n"
+        f"training memory at batch {bs} ≈ {_bytes(mem['total'])} "
+        f"(weights {_bytes(mem['weights'])}, gradients {_bytes(mem['gradients'])}, "
+        f"optimizer {_bytes(mem['optimizer'])}, activations {_bytes(mem['activations'])})"
+    )
+
+
+@app.command()
+def schema(
+    out: Annotated[Optional[Path], typer.Option(help="write to this file instead of stdout")] = None,
+) -> None:
+    """Print the JSON Schema of specs (for editor completion, e.g. yaml-language-server)."""
+    from archsearch.spec import Spec
+
+    text = json.dumps(Spec.model_json_schema(), indent=2)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n")
+        typer.echo(f"wrote {out}")
+
+
+def main() -> None:
+    """Entry point: run the app; user errors → one line on stderr, exit 2."""
+    from archsearch.errors import ArchsearchError
+
+    try:
+        app()  # standalone: click prints usage errors itself and exits 2
+    except ArchsearchError as e:
+        _err(str(e))
+        sys.exit(2)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        sys.exit(130)

@@ -1,0 +1,56 @@
+"""The one error root of archsearch and the user-facing errors the CLI turns into exit code 2."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ArchsearchError(Exception):
+    """Root of every error archsearch raises on purpose. The CLI prints it and exits 2."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a spec: where (field path, YAML line) and what."""
+
+    path: str
+    message: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        where = [f"line {self.line}"] if self.line is not None else []
+        if self.path:
+            where.append(self.path)
+        return ": ".join([*where, self.message])
+
+
+class SpecError(ArchsearchError, ValueError):
+    """A spec (YAML file or dict) is invalid. Carries every problem found, one per line."""
+
+    def __init__(self, problems: list[Problem] | str, source: str | None = None) -> None:
+        if isinstance(problems, str):
+            problems = [Problem("", problems)]
+        self.problems = list(problems)
+        self.source = source
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        head = f"{self.source}: " if self.source else ""
+        n = len(self.problems)
+        if n == 1:
+            return f"{head}{self.problems[0]}"
+        lines = [f"{head}{n} problems"] + [f"  {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+class DataError(ArchsearchError):
+    """A dataset cannot be found, read or split as the spec asks."""
+
+
+class BuildError(ArchsearchError):
+    """A valid spec cannot be turned into a module (e.g. missing weights file, no cached weights)."""
+
+
+class TrainingError(ArchsearchError):
+    """Training stopped for a reason the user must see (NaN loss, ...)."""

@@ -1,0 +1,72 @@
+"""The `search:` section: objectives, sampler, pruner, budgets, storage of the Optuna study."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+
+from archsearch.spec.base import NamedOption, PositiveInt, StrictModel
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def parse_bytes(value: Any) -> int:
+    """'4GiB' / '512MB' / 1024 → bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as '4GiB'")
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise ValueError("a size must be positive")
+        return int(value)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(value))
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ValueError(f"expected a size such as '4GiB' or '512MB', got {value!r}")
+    n = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if n <= 0:
+        raise ValueError("a size must be positive")
+    return int(n)
+
+
+class SamplerSpec(NamedOption):
+    name: Literal["tpe", "random", "grid", "cmaes", "nsga2", "qmc"] = "tpe"
+    seed: int | None = None
+
+
+class PrunerSpec(NamedOption):
+    name: Literal["median", "successive_halving", "hyperband", "none"] = "median"
+    warmup_epochs: Annotated[int, Field(ge=0)] = 1
+    startup_trials: Annotated[int, Field(ge=0)] = 3
+
+
+class Budgets(StrictModel):
+    gpu_memory: int | None = Field(None, description="bytes, or a size such as '4GiB'")
+    max_params: PositiveInt | None = None
+    max_flops: PositiveInt | None = None
+    max_epoch_seconds: Annotated[float, Field(gt=0)] | None = None
+
+    @field_validator("gpu_memory", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> Any:
+        return None if v is None else parse_bytes(v)
+
+
+class SearchSpec(StrictModel):
+    study: str | None = Field(None, description="study name; default: the spec file's stem")
+    storage: str | None = Field(None, description="Optuna storage URL; default sqlite:///studies/<study>.db")
+    trials: PositiveInt = 20
+    timeout: Annotated[float, Field(gt=0)] | None = None
+    objectives: list[Literal["val_metric", "params", "flops", "latency"]] = ["val_metric"]
+    sampler: SamplerSpec = SamplerSpec()
+    pruner: PrunerSpec = PrunerSpec()
+    budgets: Budgets = Budgets()
+    keep_top_k: PositiveInt = 3
+    max_consecutive_failures: PositiveInt = 5
+
+    @field_validator("objectives")
+    @classmethod
+    def _val_metric_first(cls, v: list[str]) -> list[str]:
+        if not v or v[0] != "val_metric" or len(set(v)) != len(v):
+            raise ValueError("objectives start with val_metric and name each objective once")
+        return v

@@ -1,0 +1,155 @@
+"""YAML loading and error reporting: every bad input is one SpecError with field path and line."""
+
+from __future__ import annotations
+
+import pytest
+
+from archsearch.errors import SpecError
+from archsearch.spec import load_spec, parse_spec
+from archsearch.spec.io import apply_overrides, parse_yaml
+
+GOOD = """\
+model:
+  input: [1, 28, 28]
+  layers:
+    - {type: conv2d, out: 8}
+    - {type: activation, fn: leaky_relu, slope: 0.1}
+    - {type: maxpool}
+    - {type: flatten}
+    - {type: linear}
+train:
+  lr: 1e-3
+"""
+
+
+def _problems(text: str, write) -> list:
+    with pytest.raises(SpecError) as info:
+        load_spec(write("spec.yaml", text))
+    return info.value.problems
+
+
+def test_good_spec_loads_and_reads_exponent_floats(write):
+    spec = load_spec(write("s.yaml", GOOD))
+    assert spec.train.lr == pytest.approx(1e-3)
+    assert isinstance(parse_yaml("x: 1e-3")[0]["x"], float)
+    assert parse_yaml("x: 5E+2")[0]["x"] == 500.0
+    assert spec.model.shapes()[-1] == (10,)
+
+
+def test_duplicate_key_is_an_error_with_both_lines(write):
+    (p,) = _problems(GOOD + "  lr: 0.1\n", write)
+    assert p.path == "train.lr" and p.line == 11 and "line 10" in p.message
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ["!!python/object/apply:os.system ['echo hi']", "!!python/name:os.system", "!!set {a, b}"],
+)
+def test_python_and_custom_tags_are_refused(write, payload):
+    (p,) = _problems(f"model: {payload}\n", write)
+    assert "tag" in p.message and p.line == 1
+
+
+def test_invalid_yaml_reports_line_and_column(write):
+    (p,) = _problems("model:\n  input: [1, 28\n  layers: x\n", write)
+    assert "invalid YAML" in p.message and p.line == 3
+
+
+def test_unknown_layer_type_suggests_the_closest(write):
+    (p,) = _problems(GOOD.replace("type: maxpool", "type: maxpol"), write)
+    assert p.path == "model.layers[2]" and p.line == 6
+    assert "did you mean 'maxpool'" in p.message and "global_avg_pool" in p.message
+
+
+def test_unknown_field_suggests_and_names_path_and_line(write):
+    (p,) = _problems(GOOD.replace("out: 8}", "out: 8, kernal: 5}"), write)
+    assert p.path == "model.layers[0].kernal" and p.line == 4 and "'kernel'" in p.message
+
+
+@pytest.mark.parametrize(
+    ("edit", "path", "needle"),
+    [
+        ("out: 8}", "model.layers[0].out", "greater than 0"),
+        ("out: -3}", "model.layers[0].out", "greater than 0"),
+        ("out: many}", "model.layers[0].out", "integer"),
+    ],
+)
+def test_bad_field_values(write, edit, path, needle):
+    text = GOOD.replace("out: 8}", edit if edit != "out: 8}" else "}")
+    problems = _problems(text, write)
+    if edit == "out: 8}":
+        assert problems[0].path == path and "missing" in problems[0].message
+    else:
+        assert problems[0].path == path and needle in problems[0].message and problems[0].line == 4
+
+
+def test_every_problem_is_listed(write):
+    text = GOOD.replace("type: maxpool", "type: pool").replace("lr: 1e-3", "lr: -1\n  epochs: 0")
+    paths = {p.path for p in _problems(text, write)}
+    assert paths == {"model.layers[2]", "train.lr", "train.epochs"}
+
+
+def test_shape_that_cannot_propagate_names_layer_and_shape(write):
+    text = GOOD.replace("- {type: maxpool}", "- {type: maxpool, kernel: 2}\n" + "    - {type: maxpool, kernel: 16}")
+    (p,) = _problems(text, write)
+    assert p.path == "model.layers[3]" and p.line == 7
+    assert "[8, 14, 14]" in p.message and "16×16" in p.message
+
+
+def test_stack_that_does_not_end_in_num_classes(write):
+    (p,) = _problems(GOOD.replace("    - {type: linear}\n", "    - {type: linear, out: 7}\n"), write)
+    assert "num_classes" in p.message and "[7]" in p.message
+
+
+def test_linear_on_image_input_says_to_flatten(write):
+    (p,) = _problems(GOOD.replace("    - {type: flatten}\n", ""), write)
+    assert p.path == "model.layers[3]" and "flatten" in p.message
+
+
+def test_nested_shape_problem_in_repeat_names_inner_layer():
+    data = {
+        "model": {
+            "input": [1, 8, 8],
+            "layers": [{"type": "repeat", "n": 5, "layers": [{"type": "conv2d", "out": 4}, {"type": "maxpool"}]}],
+        }
+    }
+    with pytest.raises(SpecError) as info:
+        parse_spec(data)
+    (p,) = info.value.problems
+    assert p.path == "model.layers[0].layers[1]" and "repetition 4 of 5" in p.message
+
+
+def test_residual_identity_needs_same_shape():
+    body = [{"type": "conv2d", "out": 16, "stride": 2}]
+    base = {"input": [8, 8, 8], "layers": [None, {"type": "flatten"}, {"type": "linear"}]}
+    bad = {**base, "layers": [{"type": "residual", "body": body, "shortcut": "identity"}, *base["layers"][1:]]}
+    with pytest.raises(SpecError, match="identity shortcut"):
+        parse_spec({"model": bad})
+    ok = {**base, "layers": [{"type": "residual", "body": body}, *base["layers"][1:]]}
+    assert parse_spec({"model": ok}).model.shapes()[1] == (16, 4, 4)
+
+
+def test_missing_weights_file_is_a_spec_error(write):
+    (p,) = _problems("model:\n  backbone: {name: resnet18, pretrained: nowhere.pth}\n", write)
+    assert p.path == "model.backbone.pretrained" and p.line == 2 and "not found" in p.message
+
+
+def test_layers_xor_backbone(write):
+    (p,) = _problems("model:\n  input: [1, 28, 28]\n", write)
+    assert "exactly one of" in p.message
+
+
+def test_missing_file_and_non_mapping(write, tmp_path):
+    with pytest.raises(SpecError, match="file not found"):
+        load_spec(tmp_path / "absent.yaml")
+    (p,) = _problems("- just\n- a list\n", write)
+    assert "mapping" in p.message
+
+
+def test_overrides_set_nested_fields_and_parse_values():
+    data = {"model": {"layers": [{"type": "conv2d", "out": 8}]}, "train": {}}
+    out = apply_overrides(data, ["train.lr=1e-2", "model.layers.0.out=16", "data.augment=[hflip]"])
+    assert out["train"]["lr"] == 0.01 and out["model"]["layers"][0]["out"] == 16
+    assert out["data"]["augment"] == ["hflip"] and data["model"]["layers"][0]["out"] == 8
+    with pytest.raises(SpecError, match="key=value"):
+        apply_overrides(data, ["train.lr"])

@@ -1,0 +1,92 @@
+"""The CLI as a user runs it: real subprocesses, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import EXAMPLES, ROOT
+
+
+def run(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "archsearch", *args], capture_output=True, text=True, cwd=ROOT, timeout=120, **kw
+    )
+
+
+def test_help_is_fast_and_does_not_import_torch():
+    code = (
+        "import sys, time; t = time.perf_counter(); sys.argv = ['archsearch', '--help']\n"
+        "from archsearch.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "assert 'optuna' not in sys.modules, 'optuna imported'\n"
+        "print('elapsed', time.perf_counter() - t)"
+    )
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    wall = time.perf_counter() - t
+    assert out.returncode == 0, out.stderr
+    assert "validate" in out.stdout
+    assert wall < 3.0  # interpreter start included; the import itself is well under a second
+
+
+def test_validate_all_examples():
+    out = run("validate", *map(str, EXAMPLES))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("ok:") == len(EXAMPLES)
+
+
+def test_validate_lists_every_error_and_exits_2(write):
+    bad = write("bad.yaml", "model:\n  input: [1, 28, 28]\n  layers:\n    - {type: conv3d, out: 4}\n    - {type: linear, out: -1}\n")
+    good = EXAMPLES[0]
+    out = run("validate", str(good), str(bad))
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "line 4: model.layers[0]: unknown type 'conv3d'" in out.stderr
+    assert "line 5: model.layers[1].out" in out.stderr
+    assert "ok:" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("model: !!python/object/apply:os.system ['true']\n", "not allowed"),
+        ("model:\n  num_classes: 3\n  num_classes: 4\n", "duplicate key"),
+        ("model: [unclosed\n", "invalid YAML"),
+    ],
+)
+def test_bad_yaml_exit_2_without_traceback(write, text, needle):
+    out = run("validate", str(write("x.yaml", text)))
+    assert out.returncode == 2 and needle in out.stderr and "Traceback" not in out.stderr
+
+
+def test_summary_prints_layers_and_totals():
+    s1 = next(p for p in EXAMPLES if p.stem == "s1_customnet")
+    out = run("summary", str(s1), "--batch-size", "64")
+    assert out.returncode == 0, out.stderr
+    assert "155,850" in out.stdout and "[128, 7, 7]" in out.stdout and "batch 64" in out.stdout
+    assert "FLOPs" in out.stdout
+
+
+def test_summary_of_missing_weights_exit_2(write):
+    spec = write("r.yaml", "model:\n  backbone: {name: resnet18, pretrained: missing.pth}\n")
+    out = run("summary", str(spec))
+    assert out.returncode == 2 and "weights file not found" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_set_override_reaches_the_model():
+    s1 = next(p for p in EXAMPLES if p.stem == "s1_customnet")
+    out = run("summary", str(s1), "--set", "model.layers.0.out=16")
+    assert out.returncode == 0 and "[16, 28, 28]" in out.stdout
+
+
+def test_schema_is_json_schema_of_the_spec(tmp_path):
+    out = run("schema", "--out", str(tmp_path / "s.json"))
+    assert out.returncode == 0
+    schema = json.loads((tmp_path / "s.json").read_text())
+    assert "model" in schema["properties"] and "conv2d" in json.dumps(schema)
