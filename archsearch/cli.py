@@ -121,6 +121,78 @@ def schema(
         typer.echo(f"wrote {out}")
 
 
+DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu | cuda | cuda:N | auto (default: cuda when available)")]
+DataDirOpt = Annotated[
+    Optional[Path], typer.Option("--data-dir", help="dataset folder (else $ARCHSEARCH_DATA, system packages, cache)")
+]
+
+
+@app.command()
+def train(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="a concrete spec file")],
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="override train.epochs")] = None,
+    set_: SetOpt = None,
+    device: DeviceOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="run directory (default runs/<name>-<time>)")] = None,
+    data_dir: DataDirOpt = None,
+    force: Annotated[bool, typer.Option(help="write into a non-empty --out")] = False,
+    progress: Annotated[bool, typer.Option(help="live progress bar")] = True,
+) -> None:
+    """Train one spec (train/val splits only) and write a run directory with the best checkpoint."""
+    import time
+
+    from archsearch.spec import load_spec
+
+    overrides = list(set_ or [])
+    if epochs is not None:
+        overrides.append(f"train.epochs={epochs}")
+    spec = load_spec(spec_path, overrides)
+    from archsearch.train.run import train_run
+
+    name = spec.name or spec_path.stem
+    out = out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = train_run(spec, out, device=device, data_dir=str(data_dir) if data_dir else None,
+                       progress=progress, force=force)
+    m = result.metrics
+    typer.echo(
+        f"best epoch {m['best_epoch']}/{m['epochs_run']}: val {m['val']['metric']} {m['val']['value']:.4f} "
+        f"(accuracy {m['val']['accuracy']:.4f}) | {m['params']:,} params | {m['seconds_per_epoch']:.1f} s/epoch, "
+        f"{m['train_img_per_s']:,.0f} img/s on {m['device']} ({m['precision']})\nrun: {out}"
+    )
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory written by `archsearch train`")],
+    split: Annotated[str, typer.Option(help="val | test — the test split is read only here")] = "test",
+    device: DeviceOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Measure a run's best model on the held-out test split (or val): metrics, confusion, latency."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from archsearch.evaluate import evaluate_run
+
+    r = evaluate_run(run_dir, split, device=device, data_dir=str(data_dir) if data_dir else None)
+    console = Console()
+    table = Table(title=f"{run_dir} — {split} split ({r['n']} images)")
+    for col in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for name, c in r["per_class"].items():
+        table.add_row(name, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
+    console.print(table)
+    lat = r["latency"]
+    console.print(
+        f"accuracy {r['accuracy']:.4f}  balanced {r['balanced_accuracy']:.4f}  "
+        f"macro P/R/F1 {r['macro']['precision']:.4f}/{r['macro']['recall']:.4f}/{r['macro']['f1']:.4f}  "
+        f"weighted F1 {r['weighted']['f1']:.4f}\n"
+        f"latency {lat['ms_per_image_batch1']:.2f} ms/image at batch 1, {lat['ms_per_image_batch256']:.3f} ms/image at "
+        f"batch 256 ({lat['img_per_s_batch256']:,.0f} img/s) on {r['device']}\n"
+        f"written to {run_dir / f'eval_{split}.json'} (test-split fingerprint {r['fingerprint'][:12]})"
+    )
+
+
 def main() -> None:
     """Entry point: run the app; user errors → one line on stderr, exit 2."""
     from archsearch.errors import ArchsearchError

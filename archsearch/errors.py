@@ -53,4 +53,8 @@ class BuildError(ArchsearchError):
 
 
 class TrainingError(ArchsearchError):
-    """Training stopped for a reason the user must see (NaN loss, ...)."""
+    """Training stopped for a reason the user must see. `reason` is a short tag (e.g. 'nan_loss')."""
+
+    def __init__(self, message: str, reason: str = "error") -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -90,3 +90,33 @@ def test_schema_is_json_schema_of_the_spec(tmp_path):
     assert out.returncode == 0
     schema = json.loads((tmp_path / "s.json").read_text())
     assert "model" in schema["properties"] and "conv2d" in json.dumps(schema)
+
+
+def test_train_then_evaluate_from_the_command_line(tmp_path):
+    digits = ROOT / "examples" / "digits_cnn.yaml"
+    out = run("train", str(digits), "--epochs", "3", "--out", str(tmp_path / "run"), "--no-progress",
+              "--set", "train.lr=0.005")
+    assert out.returncode == 0, out.stderr
+    assert "best epoch" in out.stdout and (tmp_path / "run" / "best.pt").is_file()
+    spec_text = (tmp_path / "run" / "spec.yaml").read_text()
+    assert "epochs: 3" in spec_text and "lr: 0.005" in spec_text
+    again = run("train", str(digits), "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert again.returncode == 2 and "--force" in again.stderr
+    ev = run("evaluate", str(tmp_path / "run"))
+    assert ev.returncode == 0, ev.stderr
+    assert "macro P/R/F1" in ev.stdout and "ms/image" in ev.stdout
+    assert json.loads((tmp_path / "run" / "eval_test.json").read_text())["split"] == "test"
+
+
+def test_missing_dataset_says_where_it_looked(tmp_path):
+    env = {**__import__("os").environ, "ARCHSEARCH_DATA": str(tmp_path), "ARCHSEARCH_OFFLINE": "1",
+           "ARCHSEARCH_CACHE": str(tmp_path / "cache")}
+    s1 = next(p for p in EXAMPLES if p.stem == "s1_customnet")
+    out = run("train", str(s1), "--set", "data.dataset=mnist", "--out", str(tmp_path / "r"), env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert str(tmp_path) in out.stderr and not (tmp_path / "r").exists()
+
+
+def test_evaluate_rejects_a_folder_that_is_not_a_run(tmp_path):
+    out = run("evaluate", str(tmp_path))
+    assert out.returncode == 2 and "not a finished run directory" in out.stderr

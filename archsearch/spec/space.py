@@ -1,0 +1,163 @@
+"""Searchable values inside any spec field: {choice: [...]}, {int: [lo, hi]}, {float: [lo, hi]}.
+
+A space is a spec whose raw data holds such nodes. `dimensions()` finds and checks them (with YAML
+lines); `resolve()` replaces each by a value drawn from a `suggest` callback (Optuna's trial in
+archsearch.search.resolve, the first/last/each option in the space checks), recursing into the
+chosen option so a choice may hold whole sub-stacks with dimensions of their own. A list-valued
+choice that stands as an element of a list (e.g. a layer stack) is spliced into that list.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from archsearch.errors import Problem, SpecError
+
+KINDS = ("choice", "int", "float")
+_KEYS = {"choice", "int", "float", "step", "log", "name"}
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One search dimension. `name` is the Optuna parameter name (field path unless given)."""
+
+    name: str
+    kind: str  # choice | int | float
+    loc: Loc
+    choices: tuple[Any, ...] = ()
+    low: float = 0.0
+    high: float = 0.0
+    step: float | None = None
+    log: bool = False
+
+    @property
+    def structured(self) -> bool:
+        """Options that are not plain scalars are suggested by index."""
+        return self.kind == "choice" and any(isinstance(c, (dict, list)) for c in self.choices)
+
+
+def is_dimension(node: Any) -> bool:
+    return (
+        isinstance(node, Mapping)
+        and bool(node)
+        and set(node) <= _KEYS
+        and sum(k in node for k in KINDS) == 1
+    )
+
+
+def param_name(loc: Loc) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def parse_dimension(node: Mapping[str, Any], loc: Loc) -> Dimension:
+    """Check one dimension node; raises ValueError with a message for the user."""
+    name = node.get("name", param_name(loc))
+    if not isinstance(name, str) or not name:
+        raise ValueError("`name` must be a non-empty string")
+    if "choice" in node:
+        extra = set(node) - {"choice", "name"}
+        if extra:
+            raise ValueError(f"a choice takes no {', '.join(sorted(extra))}")
+        opts = node["choice"]
+        if not isinstance(opts, list) or not opts:
+            raise ValueError("choice needs a non-empty list of options")
+        return Dimension(name, "choice", loc, choices=tuple(opts))
+    kind = "int" if "int" in node else "float"
+    bounds = node[kind]
+    if not isinstance(bounds, list) or len(bounds) != 2 or not all(_number(b) for b in bounds):
+        raise ValueError(f"{kind} needs [low, high] numbers")
+    lo, hi = bounds
+    if kind == "int" and not all(float(b).is_integer() for b in bounds):
+        raise ValueError("int bounds must be whole numbers")
+    if lo > hi:
+        raise ValueError(f"low ({lo}) is greater than high ({hi})")
+    log = node.get("log", False)
+    if not isinstance(log, bool):
+        raise ValueError("log must be true or false")
+    if log and lo <= 0:
+        raise ValueError(f"a log range needs low > 0, got {lo}")
+    step = node.get("step")
+    if step is not None:
+        if not _number(step) or step <= 0:
+            raise ValueError("step must be a positive number")
+        if log:
+            raise ValueError("step and log cannot be combined")
+        if kind == "int" and not float(step).is_integer():
+            raise ValueError("an int step must be a whole number")
+    return Dimension(name, kind, loc, low=lo, high=hi, step=step, log=log)
+
+
+Suggest = Callable[[Dimension], Any]
+
+
+def resolve(data: Any, suggest: Suggest, loc: Loc = ()) -> Any:
+    """A copy of `data` with every dimension replaced by `suggest(dim)` (options resolved too)."""
+    if is_dimension(data):
+        dim = parse_dimension(data, loc)
+        value = suggest(dim)
+        if dim.kind == "choice" and isinstance(value, (dict, list)):
+            index = next(i for i, c in enumerate(dim.choices) if c is value or c == value)
+            return resolve(value, suggest, (*loc, "choice", index))
+        return value
+    if isinstance(data, Mapping):
+        return {k: resolve(v, suggest, (*loc, k)) for k, v in data.items()}
+    if isinstance(data, list):
+        out: list[Any] = []
+        for i, item in enumerate(data):
+            value = resolve(item, suggest, (*loc, i))
+            if is_dimension(item) and isinstance(value, list):
+                out.extend(value)  # a chosen sub-stack is spliced into the surrounding list
+            else:
+                out.append(value)
+        return out
+    return data
+
+
+def dimensions(data: Any, lines: Mapping[Loc, tuple[int, int]] | None = None, source: str | None = None) -> list[Dimension]:
+    """Every dimension of a space (those inside options too), checked; SpecError lists all problems."""
+    from archsearch.spec.io import format_loc
+
+    found: list[Dimension] = []
+    problems: list[Problem] = []
+    lines = lines or {}
+
+    def walk(node: Any, loc: Loc) -> None:
+        if is_dimension(node):
+            try:
+                dim = parse_dimension(node, loc)
+            except ValueError as e:
+                line = lines.get(loc, (None, None))
+                problems.append(Problem(format_loc(loc), str(e), *line))
+                return
+            found.append(dim)
+            if dim.kind == "choice":
+                for i, opt in enumerate(dim.choices):
+                    walk(opt, (*loc, "choice", i))
+            return
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                walk(v, (*loc, k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, (*loc, i))
+
+    walk(data, ())
+    by_name: dict[str, Dimension] = {}
+    for d in found:  # one name may recur (a shared parameter) only with the same range
+        first = by_name.setdefault(d.name, d)
+        if (first.kind, first.choices, first.low, first.high, first.step, first.log) != (
+            d.kind, d.choices, d.low, d.high, d.step, d.log
+        ):
+            problems.append(Problem(format_loc(d.loc), f"parameter name {d.name!r} is used twice with different ranges",
+                                    *lines.get(d.loc, (None, None))))
+    if problems:
+        raise SpecError(problems, source)
+    return found

@@ -1,0 +1,258 @@
+"""fit(model, data, TrainSpec): the training loop. No Optuna: callers hook in through on_epoch."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torchvision.models.resnet import ResNet
+
+from archsearch.build.backbones import set_frozen
+from archsearch.data import BatchSource, TrainVal
+from archsearch.errors import TrainingError
+from archsearch.spec.model import STAGES
+from archsearch.spec.train import TrainSpec
+from archsearch.train.metrics import confusion, metric_from_confusion
+from archsearch.train.optim import Schedule, make_optimizer
+from archsearch.train.precision import autocast, resolve_precision
+
+EVAL_BATCH = 512
+CHECK_EVERY = 25  # batches between loss-finiteness checks (each one is a device sync)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    val_metric: float
+    lr: float
+    seconds: float
+    img_per_s: float
+
+
+@dataclass
+class FitResult:
+    history: list[EpochRecord]
+    best_epoch: int
+    best_metric: float
+    stopped: str  # completed | early_stopping
+    precision: str
+    device: str
+    seconds: float
+    best_state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+
+    def history_dicts(self) -> list[dict]:
+        return [asdict(r) for r in self.history]
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, torch (CPU and CUDA); in deterministic mode also force deterministic kernels."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+@dataclass
+class Evaluation:
+    loss: float
+    accuracy: float
+    metric: float
+    confusion: torch.Tensor
+    predictions: torch.Tensor  # CPU int64, in the source's order
+
+
+@torch.no_grad()
+def evaluate_source(
+    model: nn.Module, source: BatchSource, num_classes: int, metric: str, device: torch.device,
+    precision: str = "fp32", channels_last: bool = False,
+) -> Evaluation:
+    """Loss, accuracy, the named metric and the confusion matrix of `model` on a source (eval mode)."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    preds = []
+    for x, y in source.batches(EVAL_BATCH):
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(precision, device):
+            out = model(x)
+        loss_sum += nn.functional.cross_entropy(out.float(), y, reduction="sum")
+        preds.append(out.argmax(1))
+    model.train(was_training)
+    pred = torch.cat(preds).cpu()
+    cm = confusion(source.labels, pred, num_classes)
+    n = max(1, source.num_samples)
+    return Evaluation(float(loss_sum) / n, metric_from_confusion(cm, "accuracy"), metric_from_confusion(cm, metric), cm, pred)
+
+
+def _save_atomic(state: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+class _Progress:
+    """A rich progress bar over all batches of the run, plus one line a finished epoch."""
+
+    def __init__(self, enabled: bool, epochs: int, batches: int) -> None:
+        self.enabled = enabled
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console = Console(stderr=True)
+        self.bar = Progress(
+            TextColumn("epoch {task.fields[epoch]}/" + str(epochs)),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  val {task.fields[val]}  {task.fields[speed]} img/s"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.task = self.bar.add_task("train", total=epochs * batches, epoch=1, loss="-", val="-", speed="-")
+        self.bar.start()
+
+    def update(self, advance: int, **fields: object) -> None:
+        if self.enabled:
+            self.bar.update(self.task, advance=advance, **fields)
+
+    def epoch_line(self, r: EpochRecord, metric: str) -> None:
+        if self.enabled:
+            self.bar.console.print(
+                f"epoch {r.epoch}: train loss {r.train_loss:.4f} acc {r.train_acc:.4f} | val loss {r.val_loss:.4f} "
+                f"acc {r.val_acc:.4f} {metric} {r.val_metric:.4f} | lr {r.lr:.2e} | {r.seconds:.1f}s {r.img_per_s:,.0f} img/s"
+            )
+
+    def close(self) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+
+def fit(
+    model: nn.Module,
+    data: TrainVal,
+    spec: TrainSpec,
+    *,
+    device: torch.device | str = "cpu",
+    num_classes: int | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    checkpoint: Path | None = None,
+    progress: bool = False,
+) -> FitResult:
+    """Train `model` on data.train, validate on data.val after every epoch, keep the best weights.
+
+    The best state (by the val metric) is restored into `model` at the end and, when `checkpoint`
+    is given, written there (atomically) whenever it improves. `on_epoch` is called with each
+    epoch's record and may raise to stop (e.g. Optuna pruning). A non-finite loss raises
+    TrainingError(reason='nan_loss'); the checkpoint then still holds the last good weights.
+    """
+    device = torch.device(device)
+    num_classes = num_classes or len(data.classes)
+    precision = resolve_precision(spec.precision, device)
+    model.to(device)
+    if spec.channels_last:
+        model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if spec.compile else model
+    optimizer = make_optimizer(model, spec)
+    n_batches = data.train.num_batches(spec.batch_size)
+    schedule = Schedule(optimizer, spec, n_batches)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.type == "cuda")
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
+    generator = torch.Generator().manual_seed(spec.seed)
+    higher_better = spec.early_stopping is None or spec.early_stopping.metric == "val_metric"
+
+    history: list[EpochRecord] = []
+    best_metric, best_epoch, best_stop_value, stale = -math.inf, 0, None, 0
+    best_state: dict[str, torch.Tensor] = {}
+    stopped = "completed"
+    bar = _Progress(progress, spec.epochs, n_batches)
+    t_start = time.perf_counter()
+    step = 0
+    try:
+        for epoch in range(1, spec.epochs + 1):
+            if spec.unfreeze is not None and epoch == spec.unfreeze.after_epochs + 1 and isinstance(model, ResNet):
+                set_frozen(model, list(spec.unfreeze.stages or STAGES), frozen=False)
+            model.train()
+            t0 = time.perf_counter()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            seen = 0
+            for i, (x, y) in enumerate(data.train.batches(spec.batch_size, shuffle=True, augment=True, generator=generator)):
+                schedule.step(step)
+                step += 1
+                if spec.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast(precision, device):
+                    out = step_model(x)
+                loss = loss_fn(out.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if spec.grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                loss_sum += loss.detach() * y.shape[0]
+                correct += (out.detach().argmax(1) == y).sum()
+                seen += y.shape[0]
+                if (i + 1) % CHECK_EVERY == 0 or i + 1 == n_batches:
+                    running = float(loss_sum) / max(1, seen)
+                    if not math.isfinite(running):
+                        raise TrainingError(
+                            f"the loss became {running} at epoch {epoch}, batch {i + 1} (lr {schedule.lr:.2e}); "
+                            + (f"the last good checkpoint (epoch {best_epoch}) is kept at {checkpoint}"
+                               if checkpoint and best_epoch else "no epoch finished, so there is no checkpoint")
+                            + ". Lower train.lr, add train.grad_clip or use precision: fp32.",
+                            reason="nan_loss",
+                        )
+                    bar.update(CHECK_EVERY if (i + 1) % CHECK_EVERY == 0 else (i + 1) % CHECK_EVERY,
+                               epoch=epoch, loss=f"{running:.4f}", speed=f"{seen / (time.perf_counter() - t0):,.0f}")
+            train_seconds = time.perf_counter() - t0
+            ev = evaluate_source(model, data.val, num_classes, spec.metric, device, precision, spec.channels_last)
+            record = EpochRecord(
+                epoch=epoch, train_loss=float(loss_sum) / max(1, seen), train_acc=float(correct) / max(1, seen),
+                val_loss=ev.loss, val_acc=ev.accuracy, val_metric=ev.metric, lr=schedule.lr,
+                seconds=time.perf_counter() - t0, img_per_s=seen / max(train_seconds, 1e-9),
+            )
+            history.append(record)
+            schedule.epoch_end(ev.metric)
+            bar.update(0, val=f"{ev.metric:.4f}")
+            bar.epoch_line(record, spec.metric)
+            if ev.metric > best_metric:
+                best_metric, best_epoch = ev.metric, epoch
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                if checkpoint is not None:
+                    _save_atomic(best_state, checkpoint)
+            if on_epoch is not None:
+                on_epoch(record)
+            if spec.early_stopping is not None:
+                value = ev.metric if higher_better else -ev.loss
+                if best_stop_value is None or value > best_stop_value + 1e-6:
+                    best_stop_value, stale = value, 0
+                else:
+                    stale += 1
+                    if stale >= spec.early_stopping.patience:
+                        stopped = "early_stopping"
+                        break
+    finally:
+        bar.close()
+    if best_state:
+        model.load_state_dict(best_state)
+    return FitResult(history, best_epoch, best_metric, stopped, precision, str(device),
+                     time.perf_counter() - t_start, best_state)
