@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from archsearch.build import build_model, summarize
+from archsearch.build.blocks import FastDropout
 from archsearch.data import prepare_train_val
 from archsearch.spec import load_spec
 from archsearch.train import fit, seed_everything
@@ -46,12 +47,24 @@ def torchvision_root(tmp: Path) -> Path:
     return tmp
 
 
+def as_seed_model(model: nn.Module) -> nn.Module:
+    """The same network as the seed reports write it: nn.Dropout, out-of-place activations."""
+    for name, child in model.named_children():
+        if isinstance(child, FastDropout):
+            setattr(model, name, nn.Dropout(child.p))
+        elif hasattr(child, "inplace"):
+            child.inplace = False
+        else:
+            as_seed_model(child)
+    return model
+
+
 def baseline(spec, device: torch.device, steps: int, warmup: int, root: Path, workers: int) -> float:
     import torchvision.transforms as T
     from torchvision.datasets import FashionMNIST
 
     seed_everything(0)
-    model = build_model(spec).to(device)
+    model = as_seed_model(build_model(spec)).to(device)
     ds = FashionMNIST(str(root), train=True, download=False,
                       transform=T.Compose([T.ToTensor(), T.Normalize((0.2860,), (0.3530,))]))
     loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=True, num_workers=workers)
@@ -79,11 +92,12 @@ def baseline(spec, device: torch.device, steps: int, warmup: int, root: Path, wo
     return steps * 128 / (time.perf_counter() - t0)
 
 
-def archsearch_rate(spec, device: torch.device, steps: int, precision: str) -> float:
+def archsearch_rate(spec, device: torch.device, steps: int, precision: str, compile_: bool = False) -> float:
     spec = spec.model_copy(update={
-        "data": spec.data.model_copy(update={"train_size": steps * 128, "val_size": 256, "augment": [],
+        "data": spec.data.model_copy(update={"train_size": steps * 128, "val_size": 256, "augment": [], "val_fraction": 0.02,
                                              "test_size": None}),
         "train": spec.train.model_copy(update={"epochs": 2, "batch_size": 128, "precision": precision,
+                                               "compile": compile_,
                                                "scheduler": spec.train.scheduler.model_copy(update={"name": "none"}),
                                                "early_stopping": None}),
     })
@@ -101,6 +115,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--workers", type=int, default=0, help="baseline DataLoader workers (the seeds use 0)")
     ap.add_argument("--models", nargs="*", default=list(MODELS))
+    ap.add_argument("--compile", action="store_true", help="add a row with train.compile (CUDA graphs on GPU)")
     args = ap.parse_args()
     device = torch.device(args.device)
     print(f"device {device}  torch {torch.__version__}  threads {torch.get_num_threads()}  steps {args.steps}")
@@ -112,11 +127,15 @@ def main() -> None:
             base = baseline(spec, device, args.steps, args.warmup, root, args.workers)
             fp32 = archsearch_rate(spec, device, args.steps, "fp32")
             auto = archsearch_rate(spec, device, args.steps, "auto")
-            for label, rate in (("seeds' DataLoader loop (fp32)", base), ("archsearch fp32", fp32),
-                                ("archsearch precision=auto", auto)):
+            rows = [("seeds' DataLoader loop (fp32)", base), ("archsearch fp32", fp32),
+                    ("archsearch precision=auto", auto)]
+            if args.compile:
+                rows.append(("archsearch auto + compile", archsearch_rate(spec, device, args.steps, "auto", True)))
+            for label, rate in rows:
                 print(f"{name:13s} {label:32s} {rate:9,.0f} img/s  {rate / base:5.2f}x  "
                       f"{3 * flops * rate / 1e9:7.1f} GFLOP/s")
-            print(f"{name:13s} RATIO archsearch(auto) / DataLoader = {auto / base:.2f}x")
+            print(f"{name:13s} RATIO archsearch(auto) / DataLoader = {auto / base:.2f}x"
+                  + (f", with compile {rows[-1][1] / base:.2f}x" if args.compile else ""))
 
 
 if __name__ == "__main__":

@@ -95,3 +95,36 @@ class DepthwiseSeparableConv(nn.Sequential):
             in_ch, in_ch, kernel, stride=stride, padding=padding, dilation=dilation, groups=in_ch, bias=False
         )
         self.pointwise = nn.Conv2d(in_ch, out_ch, 1, bias=bias)
+
+
+class FastDropout(nn.Module):
+    """Dropout whose mask costs a quarter of the random draws of nn.Dropout.
+
+    torch's CPU dropout draws one random number per element (`bernoulli_`), which took a fifth of a
+    CustomNet training step on a 2-core CPU. Here one 64-bit random integer gives four 16-bit
+    lanes, each compared with a threshold: the same Bernoulli mask, with p rounded to a multiple of
+    1/65536. The mask keeps the input's memory format (channels_last stays channels_last). On CUDA
+    it is torch's fused dropout kernel."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), but got {p=}.")
+        self.p = p
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if x.is_cuda:  # CUDA's dropout is one fused kernel already
+            return nn.functional.dropout(x, self.p, True)
+        channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        shape = [x.shape[0], x.shape[2], x.shape[3], x.shape[1]] if channels_last else list(x.shape)
+        n = x.numel()
+        lanes = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
+        keep = lanes.view(torch.int16)[:n].view(shape) >= int(round(self.p * 65536)) - 32768
+        if channels_last:
+            keep = keep.permute(0, 3, 1, 2)
+        return x * keep * (1.0 / (1.0 - self.p))

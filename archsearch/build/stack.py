@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
-from archsearch.build.blocks import CBAM, DepthwiseSeparableConv, Residual, SqueezeExcite, projection
+from archsearch.build.blocks import CBAM, DepthwiseSeparableConv, FastDropout, Residual, SqueezeExcite, projection
 from archsearch.build.factories import create_act, init_weights
 from archsearch.spec import layers as L
 from archsearch.spec.base import Shape
@@ -49,6 +49,8 @@ def build_stack(layers: list[L.LayerBase], shape: Shape, ctx: Ctx) -> nn.Sequent
     for layer in layers:
         modules.append(build_layer(layer, shape, ctx))
         shape = layer.out_shape(shape, ctx.num_classes)
+    if modules and hasattr(modules[0], "inplace"):
+        modules[0].inplace = False  # never overwrite the tensor a stack receives (its input)
     return nn.Sequential(*modules)
 
 
@@ -73,7 +75,10 @@ def _bn(s: L.BatchNorm, shape: Shape, ctx: Ctx) -> nn.Module:
 
 @register("activation")
 def _act(s: L.ActivationLayer, shape: Shape, ctx: Ctx) -> nn.Module:
-    return create_act(s.fn, s.slope, s.alpha)
+    act = create_act(s.fn, s.slope, s.alpha)
+    if isinstance(act, (nn.ReLU, nn.LeakyReLU)):
+        act.inplace = True  # saves a copy per call; build_stack turns it off for a stack's first layer
+    return act
 
 
 @register("maxpool")
@@ -93,7 +98,7 @@ def _gap(s: L.GlobalAvgPool, shape: Shape, ctx: Ctx) -> nn.Module:
 
 @register("dropout")
 def _dropout(s: L.Dropout, shape: Shape, ctx: Ctx) -> nn.Module:
-    return nn.Dropout(s.p)
+    return FastDropout(s.p)
 
 
 @register("dropout2d")

@@ -50,7 +50,7 @@ class TrainSpec(StrictModel):
     grad_clip: Annotated[float, Field(gt=0)] | None = None
     early_stopping: EarlyStopping | None = None
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    channels_last: bool = False
+    channels_last: bool = Field(True, description="NHWC memory format (faster convs on CPU and GPU)")
     compile: bool = False
     seed: int = 0
     deterministic: bool = False

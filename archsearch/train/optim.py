@@ -31,15 +31,15 @@ def param_groups(model: nn.Module, spec: TrainSpec) -> list[dict]:
 
 
 def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
+    """The spec's optimizer; Adam/AdamW/SGD use torch's fused kernels (one kernel for all weights)."""
     groups = param_groups(model, spec)
     o = spec.optimizer
-    if o.name == "adam":
-        return torch.optim.Adam(groups, lr=spec.lr, weight_decay=spec.weight_decay)
-    if o.name == "adamw":
-        return torch.optim.AdamW(groups, lr=spec.lr, weight_decay=spec.weight_decay)
+    if o.name in ("adam", "adamw"):
+        cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
+        return cls(groups, lr=spec.lr, weight_decay=spec.weight_decay, fused=True)
     if o.name == "sgd":
         return torch.optim.SGD(groups, lr=spec.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
-                               weight_decay=spec.weight_decay)
+                               weight_decay=spec.weight_decay, fused=True)
     return torch.optim.RMSprop(groups, lr=spec.lr, momentum=o.momentum, weight_decay=spec.weight_decay)
 
 

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from archsearch.build import build_model, summarize
-from archsearch.data import TrainVal, prepare_train_val
+from archsearch.data import prepare_train_val
 from archsearch.errors import ArchsearchError, TrainingError
 from archsearch.spec.root import Spec
 from archsearch.train.loop import FitResult, fit, seed_everything
@@ -46,14 +46,6 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def check_input_shape(spec: Spec, data: TrainVal) -> None:
-    if tuple(data.input_shape) != tuple(spec.model.input_shape):
-        raise ArchsearchError(
-            f"model.input is {list(spec.model.input_shape)} but the data gives {list(data.input_shape)}: "
-            "change model.input, or data.resize / data.to_rgb"
-        )
-
-
 @dataclass
 class RunResult:
     out: Path
@@ -79,8 +71,7 @@ def train_run(
     """spec → data (train/val only) → model → fit → run directory."""
     dev = resolve_device(device)
     seed_everything(spec.train.seed, spec.train.deterministic)
-    data = prepare_train_val(spec.data, spec.model.input_shape, device=dev, data_dir=data_dir)
-    check_input_shape(spec, data)
+    data = prepare_train_val(spec.data, spec.model.input_shape, device=dev, data_dir=data_dir)  # checks shapes
     model = build_model(spec)
     summary = summarize(model, spec.model.input_shape)
     prepare_out_dir(out, force)
