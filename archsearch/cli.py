@@ -52,20 +52,26 @@ def validate(
     specs: Annotated[list[Path], typer.Argument(help="spec files to check")],
     set_: SetOpt = None,
 ) -> None:
-    """Check spec files: schema, shapes, files. Exit 0, or 2 listing every error."""
+    """Check specs and spaces: schema, shapes, files; a space at its extremes and every choice.
+    Exit 0, or 2 listing every error."""
     from archsearch.errors import SpecError
-    from archsearch.spec import load_spec
+    from archsearch.spec.space import check_space, load_space
 
     failed = 0
     for path in specs:
         try:
-            spec = load_spec(path, set_ or [])
+            space = load_space(path, set_ or [])
+            checked, problems = check_space(space)
+            if problems:
+                raise SpecError(problems, str(path))
+            spec = space.resolve(lambda d: d.choices[0] if d.kind == "choice" else d.low)
         except SpecError as e:
             failed += 1
             _err(str(e))
             continue
         kind = spec.model.backbone.name if spec.model.backbone else f"{len(spec.model.layers or [])} layers"
-        typer.echo(f"ok: {path} ({kind}, {spec.data.dataset})")
+        extra = f", search space: {len(space.dims)} dimensions, {checked} extreme specs valid" if space.dims else ""
+        typer.echo(f"ok: {path} ({kind}, {spec.data.dataset}{extra})")
     if failed:
         raise typer.Exit(2)
 
@@ -191,6 +197,88 @@ def evaluate(
         f"batch 256 ({lat['img_per_s_batch256']:,.0f} img/s) on {r['device']}\n"
         f"written to {run_dir / f'eval_{split}.json'} (test-split fingerprint {r['fingerprint'][:12]})"
     )
+
+
+StudyOpt = Annotated[Optional[str], typer.Option(help="study name (default: search.study, the spec's name or file stem)")]
+StorageOpt = Annotated[Optional[str], typer.Option(help="Optuna storage URL (default sqlite:///studies/<study>.db)")]
+
+
+@app.command()
+def sample(
+    space_path: Annotated[Path, typer.Argument(metavar="SPACE", help="a spec with search dimensions")],
+    n: Annotated[int, typer.Option("--n", min=1, help="how many specs")] = 5,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    set_: SetOpt = None,
+) -> None:
+    """Print N resolved, valid specs drawn at random from a space (what the space holds)."""
+    import yaml
+
+    from archsearch.search.resolve import sample_specs
+    from archsearch.spec.space import load_space
+
+    space = load_space(space_path, set_ or [])
+    for i, spec in enumerate(sample_specs(space, n, seed)):
+        data = spec.model_dump(mode="json", exclude_defaults=True)
+        typer.echo(f"# sample {i + 1}/{n}\n" + yaml.safe_dump(data, sort_keys=False) + "---")
+
+
+@app.command()
+def run(
+    space_path: Annotated[Path, typer.Argument(metavar="SPACE", help="a spec with search dimensions")],
+    trials: Annotated[Optional[int], typer.Option(min=1, help="finished trials wanted for the whole study")] = None,
+    timeout: Annotated[Optional[float], typer.Option(min=1, help="seconds before no new trial starts")] = None,
+    storage: StorageOpt = None,
+    study: StudyOpt = None,
+    device: DeviceOpt = None,
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Search a space with Optuna: create or resume the study, train trials until N have finished."""
+    from archsearch.search import run_search
+    from archsearch.search.study import best_ok_trials
+    from archsearch.spec.search import SearchSpec
+    from archsearch.spec.space import load_space
+
+    space = load_space(space_path, set_ or [])
+    try:
+        search = SearchSpec.model_validate(space.section("search"))
+    except Exception as e:
+        from pydantic import ValidationError
+
+        from archsearch.errors import SpecError
+        from archsearch.spec.io import validation_problems
+
+        if isinstance(e, ValidationError):
+            raise SpecError(validation_problems(e, space.data, dict(space.lines), ("search",)), space.source) from None
+        raise
+    name = study or search.study or space.name or space_path.stem
+    result = run_search(space, search, study_name=name, storage=storage, trials=trials, timeout=timeout,
+                        device=device, data_dir=str(data_dir) if data_dir else None, echo=typer.echo)
+    best = best_ok_trials(result.study, 1)
+    summary = f"best trial #{best[0].number}: val {best[0].user_attrs['val_metric']:.4f}, " \
+              f"{best[0].user_attrs['params']:,} params" if best else "no completed trial yet"
+    typer.echo(f"{result.finished} finished trial(s) ({result.stopped}); {summary}")
+    if result.stopped == "interrupted":
+        raise typer.Exit(130)
+
+
+@app.command()
+def status(
+    storage: StorageOpt = None,
+    studies_dir: Annotated[Path, typer.Option(help="without --storage: every studies/*.db here")] = Path("studies"),
+) -> None:
+    """The studies in a storage with trial counts and best values."""
+    from archsearch.search import study_summaries
+
+    urls = [storage] if storage else [f"sqlite:///{p}" for p in sorted(studies_dir.glob("*.db"))]
+    if not urls:
+        typer.echo(f"no studies in {studies_dir}/ (give --storage URL for another storage)")
+        return
+    for url in urls:
+        for s in study_summaries(url):
+            best = s.best_trial.values if s.best_trial is not None else None
+            best_s = ", ".join(f"{v:.4f}" for v in best) if best else "-"
+            typer.echo(f"{s.study_name:<30} {s.n_trials:>5} trials  best {best_s:<16} {url}")
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -99,3 +100,28 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...] | list[int]) -> Sum
         flops=int(counter.get_total_flops()),
         activation_numel=leaf_numel[0],
     )
+
+
+@torch.no_grad()
+def latency(model: nn.Module, input_shape: tuple[int, ...], device: torch.device, batch_sizes=(1, 256),
+            repeats: int = 10) -> dict:
+    """Median ms per image at each batch size (eval mode, fp32) and images/s at the largest."""
+    model.eval()
+    out: dict = {}
+    for bs in batch_sizes:
+        x = torch.randn(bs, *input_shape, device=device)
+        for _ in range(2):
+            model(x)
+        times = []
+        for _ in range(repeats if bs == 1 else max(3, repeats // 3)):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            model(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+        med = sorted(times)[len(times) // 2]
+        out[f"ms_per_image_batch{bs}"] = 1000 * med / bs
+        out[f"img_per_s_batch{bs}"] = bs / med
+    return out

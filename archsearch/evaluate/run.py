@@ -11,12 +11,14 @@ from archsearch.build import build_model
 from archsearch.data import prepare_train_val
 from archsearch.data.testsplit import load_test
 from archsearch.errors import ArchsearchError
-from archsearch.evaluate.metrics import classification_metrics, latency
+from archsearch.build.summary import latency
+from archsearch.evaluate.metrics import classification_metrics
 from archsearch.spec import load_spec
 from archsearch.spec.root import Spec
 from archsearch.train.loop import evaluate_source
 from archsearch.train.precision import resolve_device
-from archsearch.train.run import METRICS_FILE, SPEC_FILE, WEIGHTS_FILE, write_json
+from archsearch.fs import write_json
+from archsearch.train.run import METRICS_FILE, SPEC_FILE, WEIGHTS_FILE
 
 
 def load_run(run_dir: Path, device: torch.device | str = "cpu") -> tuple[Spec, torch.nn.Module, dict]:

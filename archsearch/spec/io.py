@@ -314,8 +314,17 @@ def _check_files(spec: Any, lines: LineMap) -> list[Problem]:
 
 def load_spec(path: str | Path, overrides: Iterable[str] = ()):
     """Read, override (`key.path=value`), validate. Raises SpecError with file, field path and line."""
+    from archsearch.spec.space import dimensions
+
     data, lines = load_yaml(path)
     data = apply_overrides(data, overrides, source=str(path))
+    dims = dimensions(data, lines, str(path))
+    if dims:
+        names = ", ".join(d.name for d in dims[:4]) + (", ..." if len(dims) > 4 else "")
+        raise SpecError(
+            [Problem("", f"this is a search space ({len(dims)} dimensions: {names}), not a concrete spec: "
+                     "search it with `archsearch run`, or see concrete specs with `archsearch sample`",
+                     *lines.get(dims[0].loc, (None, None)))], str(path))
     return parse_spec(data, lines, source=str(path), base_dir=Path(path).parent)
 
 

@@ -161,3 +161,89 @@ def dimensions(data: Any, lines: Mapping[Loc, tuple[int, int]] | None = None, so
     if problems:
         raise SpecError(problems, source)
     return found
+
+
+@dataclass
+class Space:
+    """A spec file whose fields may hold dimensions. `resolve(suggest)` gives a concrete Spec."""
+
+    data: Any
+    lines: Mapping[Loc, tuple[int, int]]
+    source: str | None
+    base_dir: Any
+    dims: list[Dimension]
+
+    @property
+    def name(self) -> str | None:
+        return self.data.get("name") if isinstance(self.data, Mapping) else None
+
+    def resolve(self, suggest: Suggest):
+        """The concrete Spec for the values `suggest` picks (SpecError if that spec is invalid)."""
+        from archsearch.spec.io import parse_spec
+
+        return parse_spec(resolve(self.data, suggest), dict(self.lines), self.source, self.base_dir)
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        value = self.data.get(name) if isinstance(self.data, Mapping) else None
+        return value if isinstance(value, Mapping) else {}
+
+
+def load_space(path: Any, overrides: Any = ()) -> Space:
+    """Read a spec or a space; every dimension is checked (SpecError with YAML lines)."""
+    from pathlib import Path
+
+    from archsearch.spec.io import apply_overrides, load_yaml
+
+    data, lines = load_yaml(path)
+    data = apply_overrides(data, overrides, source=str(path))
+    if not isinstance(data, Mapping):
+        raise SpecError([Problem("", f"a spec is a mapping with a `model:` section, got {type(data).__name__}")], str(path))
+    dims = dimensions(data, lines, str(path))
+    for section in ("search",):
+        bad = [d for d in dims if d.loc and d.loc[0] == section]
+        if bad:
+            raise SpecError([Problem(param_name(d.loc), "the search section cannot itself be searched",
+                                     *lines.get(d.loc, (None, None))) for d in bad], str(path))
+    return Space(data, lines, str(path), Path(path).parent, dims)
+
+
+def _pick(mode: str, target: Dimension | None = None, option: int = 0) -> Suggest:
+    def suggest(dim: Dimension) -> Any:
+        if dim.kind == "choice":
+            if target is not None and dim.loc == target.loc:
+                return dim.choices[option]
+            return dim.choices[0 if mode == "low" else -1]
+        value = dim.low if mode == "low" else dim.high
+        if dim.kind == "int":
+            return int(value)
+        return float(value)
+
+    return suggest
+
+
+def check_space(space: Space, limit: int = 200) -> tuple[int, list[Problem]]:
+    """Resolve the space at its extremes — every dimension low, every dimension high, and each
+    option of each choice (the rest low, then high) — and validate each spec (shapes included).
+
+    Returns (specs checked, problems); each problem names the assignment that produced it."""
+    assignments: list[tuple[str, Suggest]] = [("all low", _pick("low")), ("all high", _pick("high"))]
+    for dim in space.dims:
+        if dim.kind == "choice":
+            for i in range(len(dim.choices)):
+                for mode in ("low", "high"):
+                    assignments.append((f"{dim.name} = option {i} (others {mode})", _pick(mode, dim, i)))
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    checked = 0
+    for label, suggest in assignments[:limit]:
+        checked += 1
+        try:
+            space.resolve(suggest)
+        except SpecError as e:
+            for p in e.problems:
+                key = f"{p.path}|{p.message}"
+                if key in seen:
+                    continue
+                seen.add(key)
+                problems.append(Problem(p.path, f"{p.message} [when {label}]", p.line, p.column))
+    return checked, problems

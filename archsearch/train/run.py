@@ -7,8 +7,6 @@ best weights by the validation metric), history.json (one record an epoch) and m
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import time
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ import yaml
 from archsearch.build import build_model, summarize
 from archsearch.data import prepare_train_val
 from archsearch.errors import ArchsearchError, TrainingError
+from archsearch.fs import ensure_writable_dir, write_json
 from archsearch.spec.root import Spec
 from archsearch.train.loop import FitResult, fit, seed_everything
 from archsearch.train.precision import resolve_device
@@ -29,12 +28,6 @@ SPEC_FILE, WEIGHTS_FILE, HISTORY_FILE, METRICS_FILE = "spec.yaml", "best.pt", "h
 
 def spec_to_yaml(spec: Spec) -> str:
     return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-
-
-def write_json(path: Path, obj: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def versions() -> dict[str, str]:
@@ -56,12 +49,7 @@ class RunResult:
 def prepare_out_dir(out: Path, force: bool = False) -> None:
     if out.exists() and any(out.iterdir()) and not force:
         raise ArchsearchError(f"--out {out} exists and is not empty; choose another folder or pass --force")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ArchsearchError(f"--out {out}: cannot create the folder ({e.strerror})") from None
-    if not os.access(out, os.W_OK):
-        raise ArchsearchError(f"--out {out}: folder is not writable")
+    ensure_writable_dir(out, "--out")
 
 
 def train_run(

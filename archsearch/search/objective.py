@@ -1,0 +1,160 @@
+"""One trial: resolve → budget check → build → fit; each epoch reports to Optuna (pruning).
+
+Trials that cannot train (over budget, invalid resolved spec, NaN loss, CUDA OOM) complete with
+the worst value and a positive constraint violation, so constrained samplers learn to avoid them
+instead of never hearing of them; `user_attrs["status"]` says what happened and `reason` why.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from archsearch.build import build_model, summarize
+from archsearch.build.summary import latency
+from archsearch.data import TrainVal, prepare_train_val
+from archsearch.errors import SpecError, TrainingError
+from archsearch.search.budget import check_budgets
+from archsearch.search.resolve import resolve_trial
+from archsearch.spec.root import Spec
+from archsearch.spec.space import Space
+from archsearch.train.loop import fit, seed_everything
+
+OK = "ok"
+FAILED_STATES = ("over_budget", "invalid_spec", "nan_loss", "cuda_oom")
+
+
+CONSTRAINT = "feasibility"  # Optuna constraint: > 0 means infeasible (see the module docstring)
+
+
+class Objective:
+    """Callable objective for study.optimize over a Space."""
+
+    def __init__(self, space: Space, study_dir: Path, *, device: torch.device, objectives: list[str],
+                 keep_top_k: int = 3, data_dir: str | None = None,
+                 on_epoch: Callable[[optuna.Trial, Any], None] | None = None) -> None:
+        self.space, self.study_dir, self.device = space, study_dir, device
+        self.objectives, self.keep_top_k, self.data_dir = objectives, keep_top_k, data_dir
+        self.on_epoch_hook = on_epoch
+        self._data: dict[str, TrainVal] = {}
+
+    # -- helpers -------------------------------------------------------------------------------
+    def data_for(self, spec: Spec) -> TrainVal:
+        """Train/val data, prepared once per distinct data section (the test split never)."""
+        key = json.dumps([spec.data.model_dump(mode="json"), list(spec.model.input_shape)], sort_keys=True)
+        if key not in self._data:
+            if len(self._data) >= 2:
+                self._data.pop(next(iter(self._data)))
+            self._data[key] = prepare_train_val(spec.data, spec.model.input_shape, device=self.device,
+                                                data_dir=self.data_dir)
+        return self._data[key]
+
+    def _worst(self, params: int = 0, flops: int = 0) -> float | tuple[float, ...]:
+        values = {"val_metric": 0.0, "params": float(params), "flops": float(flops), "latency": 1e9}
+        out = tuple(values[o] for o in self.objectives)
+        return out[0] if len(out) == 1 else out
+
+    def _fail(self, trial: optuna.Trial, status: str, reason: str, excess: float = 1.0, **kw: Any):
+        trial.set_user_attr("status", status)
+        trial.set_user_attr("reason", reason)
+        trial.set_constraint(CONSTRAINT, max(excess, 1e-6))
+        return self._worst(**kw)
+
+    # -- the trial -----------------------------------------------------------------------------
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        t0 = time.perf_counter()
+        try:
+            spec = resolve_trial(self.space, trial)
+        except SpecError as e:
+            return self._fail(trial, "invalid_spec", "; ".join(str(p) for p in e.problems))
+        trial.set_user_attr("spec", spec.model_dump(mode="json"))
+        trial.set_user_attr("device", str(self.device))
+        seed_everything(spec.train.seed, spec.train.deterministic)
+        model = build_model(spec)
+        summary = summarize(model, spec.model.input_shape)
+        trial.set_user_attr("params", summary.params)
+        trial.set_user_attr("trainable_params", summary.trainable_params)
+        trial.set_user_attr("flops", summary.flops)
+        budget = check_budgets(spec, summary, model, self.device)
+        trial.set_user_attr("memory_bytes", budget.memory_bytes)
+        trial.set_user_attr("memory_source", budget.memory_source)
+        trial.set_user_attr("budget_seconds", time.perf_counter() - t0)
+        if budget.violations:
+            return self._fail(trial, "over_budget", "; ".join(budget.violations), budget.excess,
+                              params=summary.params, flops=summary.flops)
+        data = self.data_for(spec)
+        history: list[dict] = []
+        multi = len(self.objectives) > 1
+        max_epoch_s = spec.search.budgets.max_epoch_seconds
+
+        def on_epoch(record) -> None:
+            history.append(record.__dict__.copy())
+            trial.set_user_attr("history", history)
+            trial.report(record.val_metric, record.epoch)
+            if self.on_epoch_hook is not None:
+                self.on_epoch_hook(trial, record)
+            if max_epoch_s is not None and record.seconds > max_epoch_s:
+                raise _OverTime(f"epoch {record.epoch} took {record.seconds:.1f} s > max_epoch_seconds {max_epoch_s}")
+            if not multi and trial.should_prune():
+                trial.set_user_attr("status", "pruned")
+                trial.set_constraint(CONSTRAINT, 0.0)
+                raise optuna.TrialPruned(f"pruned at epoch {record.epoch} (val {record.val_metric:.4f})")
+
+        oom = False
+        try:
+            result = fit(model, data, spec.train, device=self.device, num_classes=spec.model.num_classes,
+                         on_epoch=on_epoch)
+        except TrainingError as e:
+            return self._fail(trial, e.reason, str(e), params=summary.params, flops=summary.flops)
+        except _OverTime as e:
+            return self._fail(trial, "over_budget", str(e), params=summary.params, flops=summary.flops)
+        except torch.OutOfMemoryError as e:
+            oom, reason = True, str(e).splitlines()[0]
+        if oom:  # free outside the except block: the traceback holds references to the tensors
+            del model
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            return self._fail(trial, "cuda_oom", reason, params=summary.params, flops=summary.flops)
+        trial.set_user_attr("status", OK)
+        trial.set_constraint(CONSTRAINT, 0.0)
+        trial.set_user_attr("val_metric", result.best_metric)
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("precision", result.precision)
+        trial.set_user_attr("seconds", time.perf_counter() - t0)
+        self._keep_checkpoint(trial, result.best_state)
+        values = {"val_metric": result.best_metric, "params": float(summary.params), "flops": float(summary.flops)}
+        if "latency" in self.objectives:
+            values["latency"] = latency(model, spec.model.input_shape, self.device, batch_sizes=(1,))["ms_per_image_batch1"]
+            trial.set_user_attr("latency_ms", values["latency"])
+        out = tuple(values[o] for o in self.objectives)
+        return out[0] if len(out) == 1 else out
+
+    def _keep_checkpoint(self, trial: optuna.Trial, state: dict) -> None:
+        """Keep weights only for the current top-K trials (by val metric) in studies/<study>/."""
+        self.study_dir.mkdir(parents=True, exist_ok=True)
+        metric = trial.user_attrs.get("val_metric", 0.0)
+        done = [t for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                if t.user_attrs.get("status") == OK]
+        ranked = sorted([(t.user_attrs.get("val_metric", 0.0), t.number) for t in done] + [(metric, trial.number)],
+                        reverse=True)
+        keep = {n for _, n in ranked[: self.keep_top_k]}
+        if trial.number in keep:
+            tmp = self.study_dir / f".trial_{trial.number}.pt.tmp"
+            torch.save(state, tmp)
+            tmp.replace(self.study_dir / f"trial_{trial.number}.pt")
+        for f in self.study_dir.glob("trial_*.pt"):
+            n = int(f.stem.split("_")[1])
+            if n not in keep:
+                f.unlink(missing_ok=True)
+
+
+class _OverTime(Exception):
+    pass

@@ -1,0 +1,123 @@
+"""Searches on real small data (digits): pruning, budgets, resume, the held-out test split."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from archsearch.data.testsplit import held_out_reads
+from archsearch.errors import ArchsearchError, SpecError
+from archsearch.search import run_search
+from archsearch.spec import load_spec
+from archsearch.spec.search import SearchSpec
+from archsearch.spec.space import check_space, load_space
+from tests.conftest import ROOT
+
+SPACE = ROOT / "spaces" / "digits_cnn.yaml"
+
+
+def search(tmp_path, monkeypatch, *overrides, trials=None, storage=None):
+    monkeypatch.chdir(tmp_path)
+    space = load_space(SPACE, list(overrides))
+    spec = SearchSpec.model_validate(space.section("search"))
+    return run_search(space, spec, study_name="t", trials=trials, storage=storage, echo=lambda s: None).study
+
+
+@pytest.mark.parametrize(("pruner", "expect_pruned"), [("median", True), ("none", False)])
+def test_median_pruner_prunes_and_none_does_not(tmp_path, monkeypatch, pruner, expect_pruned):
+    reads = held_out_reads()
+    study = search(tmp_path, monkeypatch, f"search.pruner.name={pruner}", "train.epochs=5", trials=12)
+    assert held_out_reads() == reads, "the search read the test split"
+    states = [t.state for t in study.trials]
+    assert len(study.trials) == 12
+    pruned = states.count(TrialState.PRUNED)
+    assert (pruned >= 1) if expect_pruned else (pruned == 0)
+    ok = [t for t in study.trials if t.user_attrs.get("status") == "ok"]
+    assert ok and all(len(t.user_attrs["history"]) == 5 for t in ok)
+    assert all({"spec", "params", "flops", "memory_bytes", "device", "seconds"} <= set(t.user_attrs) for t in ok)
+    kept = sorted((tmp_path / "studies" / "t").glob("trial_*.pt"))
+    assert 1 <= len(kept) <= 3
+
+
+def test_budgets_reject_before_training_and_feed_the_sampler(tmp_path, monkeypatch):
+    # widths 8..32 and depth 1..2 give 1.4k..15k parameters; the budget sits in between
+    study = search(tmp_path, monkeypatch, "search.budgets.max_params=4000", "search.budgets.gpu_memory=40MB",
+                   "train.epochs=2", "search.sampler.name=random", trials=10)
+    rejected = [t for t in study.trials if t.user_attrs.get("status") == "over_budget"]
+    ok = [t for t in study.trials if t.user_attrs.get("status") == "ok"]
+    assert rejected and ok
+    for t in ok:
+        assert t.user_attrs["params"] <= 4000 and t.user_attrs["memory_bytes"] <= 40e6
+        assert t.system_attrs["constraints:feasibility"] == 0.0
+    for t in rejected:
+        assert "max_params" in t.user_attrs["reason"] or "gpu_memory" in t.user_attrs["reason"]
+        assert t.system_attrs["constraints:feasibility"] > 0
+        assert (t.datetime_complete - t.datetime_start).total_seconds() < 1.0
+        assert "history" not in t.user_attrs  # never trained
+    assert study.best_trial.user_attrs["status"] == "ok"
+
+
+def test_resume_counts_finished_trials_study_wide(tmp_path, monkeypatch):
+    search(tmp_path, monkeypatch, "train.epochs=2", trials=5)
+    study = search(tmp_path, monkeypatch, "train.epochs=2", trials=10)
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == 10 and sorted(set(numbers)) == list(range(10))
+    again = search(tmp_path, monkeypatch, "train.epochs=2", trials=10)
+    assert len(again.trials) == 10
+
+
+def test_consecutive_failures_stop_the_search(tmp_path, monkeypatch):
+    with pytest.raises(ArchsearchError, match="consecutive failed trials"):
+        search(tmp_path, monkeypatch, "search.budgets.max_params=10", "search.max_consecutive_failures=3", trials=10)
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path}/studies/t.db")
+    assert len(study.trials) == 3
+
+
+def test_space_extremes_are_checked_with_lines(write):
+    bad = write("s.yaml", SPACE.read_text().replace("    - {type: maxpool}\n", "    - {type: maxpool, kernel: {int: [2, 16]}}\n"))
+    checked, problems = check_space(load_space(bad))
+    assert checked > 2 and problems
+    assert any(p.path == "model.layers[1]" and "all high" in p.message and p.line == 15 for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        ("{choice: [8, 16, 32], name: width}", "{choice: [], name: width}"),
+        ("{float: [1.0e-4, 3.0e-2], log: true, name: lr}", "{float: [3.0e-2, 1.0e-4], name: lr}"),
+        ("{float: [1.0e-4, 3.0e-2], log: true, name: lr}", "{float: [0, 3.0e-2], log: true, name: lr}"),
+    ],
+)
+def test_bad_dimensions_exit_2_with_field_path(write, edit, needle):
+    path = write("s.yaml", SPACE.read_text().replace(edit, needle))
+    out = subprocess.run([sys.executable, "-m", "archsearch", "validate", str(path)], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert ("model.layers[0].layers[0].out" in out.stderr) or ("train.lr" in out.stderr)
+    assert "line " in out.stderr
+
+
+@pytest.mark.parametrize(("key", "value"), [("search.sampler", "bayes"), ("search.pruner", "earlystop")])
+def test_unknown_sampler_or_pruner_exit_2(tmp_path, key, value):
+    out = subprocess.run([sys.executable, "-m", "archsearch", "run", str(SPACE), "--set", f"{key}={value}"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2 and f"{key}.name" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "studies").exists()
+
+
+@pytest.mark.parametrize("url", ["postgresql://nobody@127.0.0.1:1/none", "sqlite:////proc/nope/x.db", "notaurl"])
+def test_unreachable_storage_is_one_clear_error(tmp_path, url):
+    out = subprocess.run([sys.executable, "-m", "archsearch", "run", str(SPACE), "--storage", url, "--trials", "1"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2 and url in out.stderr and "Traceback" not in out.stderr
+
+
+def test_sample_prints_valid_specs_and_a_space_is_not_a_spec(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "archsearch", "sample", str(SPACE), "--n", "3"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.count("# sample") == 3 and "choice" not in out.stdout
+    with pytest.raises(SpecError, match="search space"):
+        load_spec(SPACE)
