@@ -70,7 +70,8 @@ def validate(
             _err(str(e))
             continue
         kind = spec.model.backbone.name if spec.model.backbone else f"{len(spec.model.layers or [])} layers"
-        extra = f", search space: {len(space.dims)} dimensions, {checked} extreme specs valid" if space.dims else ""
+        n = len({d.name for d in space.dims})
+        extra = f", search space: {n} parameters, {checked} extreme specs valid" if space.dims else ""
         typer.echo(f"ok: {path} ({kind}, {spec.data.dataset}{extra})")
     if failed:
         raise typer.Exit(2)
@@ -108,7 +109,8 @@ def summary(
         f"FLOPs/image {_human(s.flops)} (forward, multiply-add = 2)\n"
         f"training memory at batch {bs} ≈ {_bytes(mem['total'])} "
         f"(weights {_bytes(mem['weights'])}, gradients {_bytes(mem['gradients'])}, "
-        f"optimizer {_bytes(mem['optimizer'])}, activations {_bytes(mem['activations'])})"
+        f"optimizer {_bytes(mem['optimizer'])}, activations {_bytes(mem['activations'])}, "
+        f"backward buffers {_bytes(mem['transient'])})"
     )
 
 
@@ -173,13 +175,24 @@ def evaluate(
     split: Annotated[str, typer.Option(help="val | test — the test split is read only here")] = "test",
     device: DeviceOpt = None,
     data_dir: DataDirOpt = None,
+    ensemble: Annotated[Optional[list[Path]], typer.Option(
+        "--ensemble", "-e", metavar="RUN",
+        help="another run or export dir (repeatable): average the softmax probabilities of RUN_DIR and every "
+             "--ensemble RUN; prints each member's accuracy, the ensemble's and its gain over each member",
+    )] = None,
 ) -> None:
-    """Measure a run's best model on the held-out test split (or val): metrics, confusion, latency."""
+    """Measure a run's best model on the held-out test split (or val): metrics, confusion, latency.
+
+    With --ensemble B [--ensemble C ...]: the ensemble of RUN_DIR, B, C (mean of their softmax
+    probabilities), written to RUN_DIR/ensemble_<split>.json."""
     from rich.console import Console
     from rich.table import Table
 
     from archsearch.evaluate import evaluate_run
 
+    if ensemble:
+        _evaluate_ensemble([run_dir, *ensemble], split, device, data_dir)
+        return
     r = evaluate_run(run_dir, split, device=device, data_dir=str(data_dir) if data_dir else None)
     console = Console()
     table = Table(title=f"{run_dir} — {split} split ({r['n']} images)")
@@ -197,6 +210,57 @@ def evaluate(
         f"batch 256 ({lat['img_per_s_batch256']:,.0f} img/s) on {r['device']}\n"
         f"written to {run_dir / f'eval_{split}.json'} (test-split fingerprint {r['fingerprint'][:12]})"
     )
+
+
+def _evaluate_ensemble(runs: list[Path], split: str, device: str | None, data_dir: Path | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from archsearch.evaluate.ensemble import evaluate_ensemble
+    from archsearch.fs import write_json
+
+    e = evaluate_ensemble(runs, split, device=device, data_dir=str(data_dir) if data_dir else None)
+    report = e.report()
+    table = Table(title=f"ensemble of {len(runs)} runs — {split} split ({report['n']} images)")
+    for col in ("member", "accuracy", "ensemble gain"):
+        table.add_column(col, justify="left" if col == "member" else "right")
+    for m in report["members"]:
+        table.add_row(m["run"], f"{m['accuracy']:.4f}", f"{m['gain']:+.4f}")
+    table.add_row("ensemble (mean of softmax)", f"{e.accuracy:.4f}", "")
+    console = Console()
+    console.print(table)
+    ens = report["ensemble"]
+    path = runs[0] / f"ensemble_{split}.json"
+    write_json(path, report)
+    console.print(
+        f"ensemble accuracy {e.accuracy:.4f} ({ens['best_member_gain']:+.4f} over the best member)  balanced "
+        f"{ens['balanced_accuracy']:.4f}  macro F1 {ens['macro']['f1']:.4f}\nwritten to {path} "
+        f"({split}-split fingerprint {e.fingerprint[:12]})"
+    )
+
+
+@app.command()
+def explain(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_OR_EXPORT_DIR", help="a run directory or export bundle")],
+    out: Annotated[Optional[Path], typer.Option(help="folder for the figures (default RUN_DIR/explain)")] = None,
+    images: Annotated[int, typer.Option(min=1, help="Grad-CAM images per panel (correct / wrong) and per gallery pair")] = 8,
+    per_class: Annotated[int, typer.Option(min=1, help="test images per class for the correlation matrix and 2-D maps")] = 100,
+    layer: Annotated[Optional[str], typer.Option(help="Grad-CAM target module, e.g. layer4 or 4 (default: the last conv layer)")] = None,
+    index: Annotated[int, typer.Option(min=0, help="test image whose feature maps are drawn")] = 0,
+    only: Annotated[Optional[list[str]], typer.Option(
+        help="draw only this figure (repeatable): gradcam, filters, feature-maps, correlation, gallery, embedding")] = None,
+    device: DeviceOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Figures that explain a trained model on the test split: Grad-CAM (correct beside wrong), first-layer
+    filters, every conv layer's feature maps, class-correlation matrix, misclassification gallery, PCA and
+    t-SNE maps of the penultimate features. PNGs + index.html + explain.json."""
+    from archsearch.report.explain import explain_run
+
+    result = explain_run(run_dir, out, images=images, per_class=per_class, layer=layer, index=index, figures=only,
+                         device=device, data_dir=str(data_dir) if data_dir else None, echo=typer.echo,
+                         progress=sys.stderr.isatty())
+    typer.echo(f"{len(result.figures)} figures in {result.out} (open {result.out / 'index.html'})")
 
 
 StudyOpt = Annotated[Optional[str], typer.Option(help="study name (default: search.study, the spec's name or file stem)")]
@@ -253,13 +317,114 @@ def run(
         raise
     name = study or search.study or space.name or space_path.stem
     result = run_search(space, search, study_name=name, storage=storage, trials=trials, timeout=timeout,
-                        device=device, data_dir=str(data_dir) if data_dir else None, echo=typer.echo)
+                        device=device, data_dir=str(data_dir) if data_dir else None, echo=typer.echo,
+                        progress=sys.stderr.isatty())
     best = best_ok_trials(result.study, 1)
     summary = f"best trial #{best[0].number}: val {best[0].user_attrs['val_metric']:.4f}, " \
               f"{best[0].user_attrs['params']:,} params" if best else "no completed trial yet"
     typer.echo(f"{result.finished} finished trial(s) ({result.stopped}); {summary}")
     if result.stopped == "interrupted":
         raise typer.Exit(130)
+
+
+def _open_study_for(study: str | None, storage: str | None):
+    """The named study (or the only one) in a storage (default: studies/<study>.db or studies/*.db)."""
+    from archsearch.errors import ArchsearchError
+    from archsearch.search.study import STUDIES_DIR, default_storage, open_study, study_summaries
+
+    if storage is None:
+        if study is not None:
+            storage = default_storage(study)
+            if not (STUDIES_DIR / f"{study}.db").is_file():
+                known = sorted(p.stem for p in STUDIES_DIR.glob("*.db"))
+                raise ArchsearchError(f"--study {study}: no such study in {STUDIES_DIR}/; existing: "
+                                      f"{', '.join(known) or 'none'} (or give --storage URL)")
+        else:
+            dbs = sorted(STUDIES_DIR.glob("*.db"))
+            if len(dbs) != 1:
+                names = ", ".join(p.stem for p in dbs) or "none"
+                raise ArchsearchError(f"give --study NAME: {len(dbs)} studies in {STUDIES_DIR}/ ({names})")
+            storage = default_storage(dbs[0].stem)
+    if study is None:
+        names = [s.study_name for s in study_summaries(storage)]
+        if len(names) != 1:
+            raise ArchsearchError(f"give --study NAME: {storage} holds {len(names)} studies ({', '.join(names) or 'none'})")
+        study = names[0]
+    return open_study(study, storage, create=False), storage
+
+
+@app.command()
+def best(
+    study: StudyOpt = None,
+    storage: StorageOpt = None,
+    top: Annotated[int, typer.Option(min=1, help="how many of the best trials (by val metric) to re-evaluate")] = 3,
+    seeds: Annotated[int, typer.Option(min=1, help="re-trainings per trial (--retrain full)")] = 3,
+    retrain: Annotated[str, typer.Option(help="full: re-train on train+val per seed | reuse: the search's checkpoint")] = "full",
+    export: Annotated[Optional[Path], typer.Option(help="write the winner's bundle to this new folder")] = None,
+    force: Annotated[bool, typer.Option(help="replace an existing --export folder")] = False,
+    redo: Annotated[bool, typer.Option(help="re-train and re-evaluate even where results are stored")] = False,
+    device: DeviceOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Re-evaluate the top trials on the held-out test split over seeds; leaderboard; --export the winner."""
+    from archsearch.errors import ArchsearchError
+
+    if retrain not in ("full", "reuse"):
+        raise ArchsearchError(f"--retrain: expected full or reuse, got {retrain!r}")
+    if export is not None:
+        from archsearch.export.bundle import check_target
+
+        check_target(export, force)  # before hours of re-training
+    from rich.console import Console
+    from rich.table import Table
+
+    from archsearch.evaluate.best import leaderboard
+    from archsearch.search.study import STUDIES_DIR
+    from archsearch.train.precision import resolve_device
+
+    st, url = _open_study_for(study, storage)
+    typer.echo(f"study {st.study_name} on {url}: re-evaluating the top {top} trial(s), "
+               f"{'1 checkpoint each' if retrain == 'reuse' else f'{seeds} seed(s) each on train+val'}")
+    board = leaderboard(st, study_dir=STUDIES_DIR / st.study_name, top=top, seeds=seeds, retrain=retrain,
+                        device=resolve_device(device), data_dir=str(data_dir) if data_dir else None, redo=redo,
+                        echo=typer.echo, progress=sys.stderr.isatty())
+    table = Table(title=f"{st.study_name}: test split, {len(board.seeds)} seed(s) {board.seeds}, retrain {retrain}")
+    for col in ("rank", "trial", "params", "FLOPs", "val", "test acc", "± std", "95 % CI", "macro-F1", "ms/img"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for i, e in enumerate(board.entries, 1):
+        a = e.accuracy
+        ci = f"{a.ci_low:.4f}–{a.ci_high:.4f}" if a.ci_low is not None else "-"
+        table.add_row(str(i), f"#{e.trial}", f"{e.params:,}", _human(e.flops), f"{e.val_metric:.4f}", f"{a.mean:.4f}",
+                      f"{a.std:.4f}", ci, f"{e.macro_f1:.4f}", f"{e.latency_ms:.2f}")
+    Console(width=max(Console().width, 120)).print(table)
+    if board.comparison is not None:
+        typer.echo(f"winner #{board.entries[0].trial} vs runner-up #{board.entries[1].trial}: {board.comparison.describe()}")
+    typer.echo(f"results: {board.folder / 'leaderboard.json'}")
+    if export is not None:
+        from archsearch.export import write_bundle
+
+        write_bundle(board, st, export, force=force, data_dir=str(data_dir) if data_dir else None)
+        typer.echo(f"exported trial #{board.entries[0].trial} to {export}/ (model card: {export / 'README.md'})")
+
+
+@app.command()
+def reproduce(
+    bundle: Annotated[Path, typer.Argument(help="a folder written by `archsearch best --export`")],
+    tolerance: Annotated[float, typer.Option(min=0, help="largest accepted |test accuracy difference|")] = 0.005,
+    device: DeviceOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Re-train an exported bundle's spec as the export did and compare its test accuracy. Exit 1 if it differs."""
+    from archsearch.export import reproduce as run_reproduce
+
+    r = run_reproduce(bundle, device=device, data_dir=str(data_dir) if data_dir else None, tolerance=tolerance,
+                      progress=sys.stderr.isatty())
+    typer.echo(f"test accuracy {r.got:.4f} vs {r.expected:.4f} in {bundle / 'metrics.json'} "
+               f"(difference {100 * r.diff:+.2f} pp, tolerance {100 * tolerance:.2f} pp); same test split: "
+               f"{'yes' if r.fingerprint_match else 'NO'}; training took {r.seconds:.1f} s")
+    typer.echo("reproduced" if r.ok else "NOT reproduced")
+    if not r.ok:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -279,6 +444,36 @@ def status(
             best = s.best_trial.values if s.best_trial is not None else None
             best_s = ", ".join(f"{v:.4f}" for v in best) if best else "-"
             typer.echo(f"{s.study_name:<30} {s.n_trials:>5} trials  best {best_s:<16} {url}")
+
+
+@app.command()
+def dashboard(
+    study: Annotated[Optional[str], typer.Option(help="study to open (default: the storage's only study)")] = None,
+    storage: Annotated[Optional[str], typer.Option(
+        help="Optuna storage URL (default sqlite:///studies/<study>.db, or the only studies/*.db)")] = None,
+    host: Annotated[str, typer.Option(help="address to listen on (127.0.0.1: this machine only)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on (0: any free port)")] = 8080,
+    studies_dir: Annotated[Path, typer.Option(help="where `archsearch run` keeps *.db and <study>/artifacts/")] = Path("studies"),
+) -> None:
+    """Browse a study in optuna-dashboard: trials, params, user attrs and artifacts (spec, confusion)."""
+    from archsearch.report.dashboard import launch
+
+    launch(study, storage, host, port, studies_dir, echo=typer.echo)
+
+
+@app.command()
+def report(
+    study: Annotated[Optional[str], typer.Option(help="study to report (default: the storage's only study)")] = None,
+    storage: StorageOpt = None,
+    bundle: Annotated[Optional[Path], typer.Option(
+        help="a folder written by `best --export` (default: the study's newest one found here)")] = None,
+    out: Annotated[Path, typer.Option(help="the HTML file to write")] = Path("report.html"),
+) -> None:
+    """One self-contained HTML report: the search's plots and trials, and the exported winner's test results."""
+    from archsearch.report.write import write_report
+
+    st, _ = _open_study_for(study, storage)
+    typer.echo(write_report(st, out, bundle))
 
 
 def main() -> None:

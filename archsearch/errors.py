@@ -58,3 +58,9 @@ class TrainingError(ArchsearchError):
     def __init__(self, message: str, reason: str = "error") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class TestSplitAccessError(ArchsearchError):
+    """Something other than an explicit evaluation command tried to read the test split."""
+
+    __test__ = False  # not a pytest test class

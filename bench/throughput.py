@@ -16,9 +16,6 @@ warm-up steps are excluded. Prints img/s, the ratio to the baseline and the achi
 from __future__ import annotations
 
 import argparse
-import gzip
-import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -31,20 +28,10 @@ from archsearch.build.blocks import FastDropout
 from archsearch.data import prepare_train_val
 from archsearch.spec import load_spec
 from archsearch.train import fit, seed_everything
+from fmnist_files import torchvision_root
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"S1 CustomNet": ROOT / "examples/s1_customnet.yaml", "S0 CNN": ROOT / "examples/s0_cnn.yaml"}
-SYSTEM_FMNIST = Path(os.environ.get("ARCHSEARCH_DATA", "/usr/share/datasets/fashion-mnist"))
-
-
-def torchvision_root(tmp: Path) -> Path:
-    """A torchvision FashionMNIST root made from the Debian package's IDX files (no download)."""
-    raw = tmp / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    for gz in SYSTEM_FMNIST.glob("*.gz"):
-        with gzip.open(gz) as src, open(raw / gz.name[:-3], "wb") as dst:
-            shutil.copyfileobj(src, dst)
-    return tmp
 
 
 def as_seed_model(model: nn.Module) -> nn.Module:

@@ -31,17 +31,20 @@ class Summary:
     buffers: int
     flops: int
     activation_numel: int = field(repr=False)
+    max_activation_numel: int = field(repr=False, default=0)
 
     def memory_bytes(self, batch_size: int, optimizer_slots: int = 2, bytes_per_value: int = 4) -> dict[str, int]:
         """A training-memory estimate at `batch_size`: weights, their gradients, the optimizer's
-        state (Adam keeps 2 values a weight, SGD with momentum 1) and the activations that autograd
-        keeps for backward (every leaf module's output, counted once)."""
+        state (Adam keeps 2 values a weight, SGD with momentum 1), the activations that autograd
+        keeps for backward (every leaf module's output, counted once) and the transient gradient
+        buffers of backward (twice the largest single activation)."""
         weights = (self.params + self.buffers) * bytes_per_value
         grads = self.trainable_params * bytes_per_value
         optim = self.trainable_params * bytes_per_value * optimizer_slots
         acts = self.activation_numel * batch_size * bytes_per_value
+        transient = 2 * self.max_activation_numel * batch_size * bytes_per_value
         return {"weights": weights, "gradients": grads, "optimizer": optim, "activations": acts,
-                "total": weights + grads + optim + acts}
+                "transient": transient, "total": weights + grads + optim + acts + transient}
 
 
 def count_params(module: nn.Module) -> tuple[int, int]:
@@ -65,11 +68,12 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...] | list[int]) -> Sum
         hooks.append(
             child.register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[1:])))
         )
-    leaf_numel = [0]
+    leaf_numel = [0, 0]  # sum, max
 
     def count_leaf(m: nn.Module, i: tuple, o: torch.Tensor) -> None:
         if isinstance(o, torch.Tensor):
             leaf_numel[0] += o[0].numel()
+            leaf_numel[1] = max(leaf_numel[1], o[0].numel())
 
     for m in model.modules():
         if not list(m.children()) and not isinstance(m, (nn.Identity, nn.Flatten, nn.Dropout, nn.Dropout2d)):
@@ -99,6 +103,7 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...] | list[int]) -> Sum
         buffers=buffers,
         flops=int(counter.get_total_flops()),
         activation_numel=leaf_numel[0],
+        max_activation_numel=leaf_numel[1],
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from archsearch.data import cifar, digits, folder, idx
@@ -40,15 +41,15 @@ def train_pool(spec: DataSpec, data_dir: str | Path | None = None) -> Pool:
     )
 
 
-def split_pool(pool: Pool, spec: DataSpec) -> tuple[Pool, Pool]:
-    """(train, val): stratified val_fraction with split_seed, then train_size / val_size subsets."""
+def split_indices(pool: Pool, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices into `pool`: stratified val_fraction with split_seed, then the
+    train_size / val_size subsets."""
     tr, va = train_val(pool.labels, spec.val_fraction, spec.split_seed)
-    train, val = pool.subset(tr), pool.subset(va)
     if spec.train_size is not None:
-        train = train.subset(subset(train.labels, spec.train_size, "data.train_size", spec.split_seed))
+        tr = tr[subset(pool.labels[tr], spec.train_size, "data.train_size", spec.split_seed)]
     if spec.val_size is not None:
-        val = val.subset(subset(val.labels, spec.val_size, "data.val_size", spec.split_seed))
-    return train, val
+        va = va[subset(pool.labels[va], spec.val_size, "data.val_size", spec.split_seed)]
+    return tr, va
 
 
 def prepare_train_val(
@@ -57,6 +58,7 @@ def prepare_train_val(
     *,
     device: str | torch.device = "cpu",
     data_dir: str | Path | None = None,
+    merge_val: bool = False,
 ) -> TrainVal:
     """Load, split and normalise the train and val splits of `spec` on `device`.
 
@@ -65,6 +67,9 @@ def prepare_train_val(
         input_shape: the model's input [C, H, W]; batches must have it.
         device: where images (in-memory datasets) and batches live.
         data_dir: a folder searched first for dataset files (the CLI's --data-dir).
+        merge_val: train on train + val (the final re-training of `archsearch best`); `val` is
+            still the val split, so its metrics are no longer held out. Normalisation statistics
+            stay those of the train split, as in the search.
 
     Returns:
         TrainVal with sources whose batches are normalised float32 [B, *input_shape].
@@ -76,13 +81,15 @@ def prepare_train_val(
     input_shape = tuple(int(s) for s in input_shape)
     pool = train_pool(spec, data_dir)
     shape = batch_shape(pool, spec, input_shape)  # fail on shapes before any heavy work
-    train_part, val_part = split_pool(pool, spec)
+    tr, va = split_indices(pool, spec)
+    train_part, val_part = pool.subset(tr), pool.subset(va)
     mean, std = resolve(
         spec.normalize,
         shape[0],
         lambda: expand_channels(_train_stats(train_part, spec, input_shape, device), shape[0]),
     )
-    train = make_source(train_part, spec, input_shape, device=device, mean=mean, std=std, augments=spec.augment)
+    fit_part = pool.subset(np.concatenate([tr, va])) if merge_val else train_part
+    train = make_source(fit_part, spec, input_shape, device=device, mean=mean, std=std, augments=spec.augment)
     val = make_source(val_part, spec, input_shape, device=device, mean=mean, std=std)
     counts = class_counts(train.labels, pool.classes)
     info = {
@@ -92,6 +99,7 @@ def prepare_train_val(
         "test_split": _test_split_kind(spec, pool),
         "split_seed": spec.split_seed,
         "sizes": {"train": train.num_samples, "val": val.num_samples},
+        "merged_val": merge_val,
         "train_class_counts": counts,
         "val_class_counts": class_counts(val.labels, pool.classes),
         "imbalance_ratio": imbalance_ratio(counts),

@@ -7,6 +7,7 @@ counter lets tests (and audits) prove that preparing training data reads no test
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -16,10 +17,11 @@ from archsearch.data.base import BatchSource
 from archsearch.data.folder import FolderSource
 from archsearch.data.sources import Pool, make_source
 from archsearch.data.splits import TEST_SUBSET_SEED, subset
-from archsearch.errors import DataError
+from archsearch.errors import DataError, TestSplitAccessError
 from archsearch.spec.data import DataSpec
 
 _reads = 0
+_forbidden: list[str] = []
 
 
 def held_out_reads() -> int:
@@ -27,8 +29,27 @@ def held_out_reads() -> int:
     return _reads
 
 
+@contextmanager
+def test_split_forbidden(who: str) -> Iterator[None]:
+    """Inside this block any read of the test split raises TestSplitAccessError naming `who`."""
+    _forbidden.append(who)
+    try:
+        yield
+    finally:
+        _forbidden.pop()
+
+
+def _check_allowed() -> None:
+    if _forbidden:
+        raise TestSplitAccessError(
+            f"{_forbidden[-1]} must not read the test split; only explicit evaluation commands "
+            "(evaluate, best, explain, reproduce) may"
+        )
+
+
 def _count_read() -> None:
     global _reads
+    _check_allowed()
     _reads += 1
 
 
@@ -79,6 +100,7 @@ def load_test(
     Returns:
         (source, class names). The source is never augmented.
     """
+    _check_allowed()
     pool = _heldout_pool(spec, data_dir)
     if spec.test_size is not None:
         pool = pool.subset(subset(pool.labels, spec.test_size, "data.test_size", TEST_SUBSET_SEED))

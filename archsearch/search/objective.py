@@ -21,9 +21,11 @@ from archsearch.build import build_model, summarize
 from archsearch.build.summary import latency
 from archsearch.data import TrainVal, prepare_train_val
 from archsearch.errors import SpecError, TrainingError
+from archsearch.search.artifacts import TrialArtifacts
 from archsearch.search.budget import check_budgets
 from archsearch.search.resolve import resolve_trial
 from archsearch.spec.root import Spec
+from archsearch.spec.search import PrunerSpec
 from archsearch.spec.space import Space
 from archsearch.train.loop import fit, seed_everything
 
@@ -38,12 +40,15 @@ class Objective:
     """Callable objective for study.optimize over a Space."""
 
     def __init__(self, space: Space, study_dir: Path, *, device: torch.device, objectives: list[str],
-                 keep_top_k: int = 3, data_dir: str | None = None,
-                 on_epoch: Callable[[optuna.Trial, Any], None] | None = None) -> None:
+                 keep_top_k: int = 3, data_dir: str | None = None, pruner: PrunerSpec | None = None,
+                 on_epoch: Callable[[optuna.Trial, Any], None] | None = None, progress: bool = False) -> None:
+        self.progress = progress
         self.space, self.study_dir, self.device = space, study_dir, device
+        self.pruner = pruner or PrunerSpec()
         self.objectives, self.keep_top_k, self.data_dir = objectives, keep_top_k, data_dir
         self.on_epoch_hook = on_epoch
         self._data: dict[str, TrainVal] = {}
+        self.artifacts = TrialArtifacts(study_dir)  # shown by optuna-dashboard
 
     # -- helpers -------------------------------------------------------------------------------
     def data_for(self, spec: Spec) -> TrainVal:
@@ -74,8 +79,19 @@ class Objective:
             spec = resolve_trial(self.space, trial)
         except SpecError as e:
             return self._fail(trial, "invalid_spec", "; ".join(str(p) for p in e.problems))
-        trial.set_user_attr("spec", spec.model_dump(mode="json"))
+        spec_json = spec.model_dump(mode="json")
+        trial.set_user_attr("spec", spec_json)
+        self.artifacts.spec(trial, spec_json)
         trial.set_user_attr("device", str(self.device))
+        twin = self._trained_twin(trial, spec_json)
+        if twin is not None:  # the same network and training already ran: its result is known
+            for key in ("params", "trainable_params", "flops", "memory_bytes", "val_metric", "best_epoch", "history"):
+                if key in twin.user_attrs:
+                    trial.set_user_attr(key, twin.user_attrs[key])
+            trial.set_user_attr("status", OK)
+            trial.set_user_attr("duplicate_of", twin.number)
+            trial.set_constraint(CONSTRAINT, 0.0)
+            return twin.values[0] if len(twin.values) == 1 else tuple(twin.values)
         seed_everything(spec.train.seed, spec.train.deterministic)
         model = build_model(spec)
         summary = summarize(model, spec.model.input_shape)
@@ -97,20 +113,28 @@ class Objective:
         def on_epoch(record) -> None:
             history.append(record.__dict__.copy())
             trial.set_user_attr("history", history)
-            trial.report(record.val_metric, record.epoch)
+            if not multi:  # Optuna has no intermediate values for multi-objective studies
+                trial.report(record.val_metric, record.epoch)
             if self.on_epoch_hook is not None:
                 self.on_epoch_hook(trial, record)
             if max_epoch_s is not None and record.seconds > max_epoch_s:
                 raise _OverTime(f"epoch {record.epoch} took {record.seconds:.1f} s > max_epoch_seconds {max_epoch_s}")
-            if not multi and trial.should_prune():
+            if multi:  # (a finished last epoch is a result, never pruned)
+                prune = record.epoch < spec.train.epochs and self._below_median(trial, record.epoch, record.val_metric)
+            else:
+                prune = trial.should_prune()
+            if prune:
                 trial.set_user_attr("status", "pruned")
                 trial.set_constraint(CONSTRAINT, 0.0)
                 raise optuna.TrialPruned(f"pruned at epoch {record.epoch} (val {record.val_metric:.4f})")
 
         oom = False
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            base = torch.cuda.memory_allocated(self.device)
         try:
             result = fit(model, data, spec.train, device=self.device, num_classes=spec.model.num_classes,
-                         on_epoch=on_epoch)
+                         on_epoch=on_epoch, progress=self.progress)
         except TrainingError as e:
             return self._fail(trial, e.reason, str(e), params=summary.params, flops=summary.flops)
         except _OverTime as e:
@@ -123,6 +147,8 @@ class Objective:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             return self._fail(trial, "cuda_oom", reason, params=summary.params, flops=summary.flops)
+        if self.device.type == "cuda":  # what training really used, beside the pre-train measurement
+            trial.set_user_attr("train_peak_bytes", torch.cuda.max_memory_allocated(self.device) - base)
         trial.set_user_attr("status", OK)
         trial.set_constraint(CONSTRAINT, 0.0)
         trial.set_user_attr("val_metric", result.best_metric)
@@ -130,12 +156,40 @@ class Objective:
         trial.set_user_attr("precision", result.precision)
         trial.set_user_attr("seconds", time.perf_counter() - t0)
         self._keep_checkpoint(trial, result.best_state)
+        self.artifacts.confusion(trial, model, data, spec, self.device, result.precision, result.best_epoch)
         values = {"val_metric": result.best_metric, "params": float(summary.params), "flops": float(summary.flops)}
         if "latency" in self.objectives:
             values["latency"] = latency(model, spec.model.input_shape, self.device, batch_sizes=(1,))["ms_per_image_batch1"]
             trial.set_user_attr("latency_ms", values["latency"])
         out = tuple(values[o] for o in self.objectives)
         return out[0] if len(out) == 1 else out
+
+    @staticmethod
+    def _trained_twin(trial: optuna.Trial, spec_json: dict) -> optuna.trial.FrozenTrial | None:
+        """A finished, successful trial with exactly this resolved spec (samplers re-propose
+        categorical points); its values are reused instead of training again."""
+        for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            if t.user_attrs.get("status") == OK and "duplicate_of" not in t.user_attrs and t.user_attrs.get("spec") == spec_json:
+                return t
+        return None
+
+    def _below_median(self, trial: optuna.Trial, epoch: int, value: float) -> bool:
+        """Median pruning on the accuracy curve alone, for multi-objective studies (where Optuna's
+        pruners do not apply, optuna#3450): compare with other trials' val metric at this epoch."""
+        if self.pruner.name == "none" or epoch <= self.pruner.warmup_epochs:
+            return False
+        others = []
+        for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                                optuna.trial.TrialState.PRUNED)):
+            history = t.user_attrs.get("history") or []
+            if len(history) >= epoch:
+                others.append(history[epoch - 1]["val_metric"])
+        if len(others) < max(1, self.pruner.startup_trials):
+            return False
+        others.sort()
+        mid = len(others) // 2
+        median = others[mid] if len(others) % 2 else 0.5 * (others[mid - 1] + others[mid])
+        return value < median
 
     def _keep_checkpoint(self, trial: optuna.Trial, state: dict) -> None:
         """Keep weights only for the current top-K trials (by val metric) in studies/<study>/."""

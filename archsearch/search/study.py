@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from archsearch.data.testsplit import test_split_forbidden
 from archsearch.errors import ArchsearchError
 from archsearch.fs import ensure_writable_dir
 from archsearch.search.objective import FAILED_STATES, OK, Objective
@@ -21,7 +22,7 @@ STUDIES_DIR = Path("studies")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 DIRECTIONS = {"val_metric": "maximize", "params": "minimize", "flops": "minimize", "latency": "minimize"}
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+optuna.logging.set_verbosity(optuna.logging.ERROR)  # our live view reports each trial, fail reasons included
 
 
 def default_storage(study: str, studies_dir: Path = STUDIES_DIR) -> str:
@@ -142,7 +143,8 @@ class _LiveView:
         eta = rate * max(0, self.target - n_done)
         status = trial.user_attrs.get("status", trial.state.name.lower())
         val = trial.user_attrs.get("val_metric")
-        what = f"val {val:.4f}" if val is not None else trial.user_attrs.get("reason", "")[:70]
+        reason = trial.user_attrs.get("reason") or trial.system_attrs.get("fail_reason", "")
+        what = f"val {val:.4f}" if val is not None else reason.strip().splitlines()[-1][:70] if reason else ""
         best_s = f"best {best.user_attrs['val_metric']:.4f} (#{best.number})" if best else "best -"
         self.echo(
             f"trial {trial.number:>3} [{n_done}/{self.target}] {status:<11} {what:<24} "
@@ -153,8 +155,11 @@ class _LiveView:
 
 def run_search(space: Space, search: SearchSpec, *, study_name: str, storage: str | None = None,
                trials: int | None = None, timeout: float | None = None, device: str | None = None,
-               data_dir: str | None = None, echo=print) -> SearchResult:
-    """Check the space, open the study, run until `trials` trials have finished (study-wide)."""
+               data_dir: str | None = None, echo=print, progress: bool = False) -> SearchResult:
+    """Check the space, open the study, run until `trials` trials have finished (study-wide).
+
+    `progress` shows the running trial's epoch/batch progress bar (on stderr) between the
+    one-line-a-trial reports."""
     checked, problems = check_space(space)
     if problems:
         from archsearch.errors import SpecError
@@ -170,11 +175,12 @@ def run_search(space: Space, search: SearchSpec, *, study_name: str, storage: st
     ensure_writable_dir(study_dir, "checkpoints of the top trials")
     done = finished_count(study)
     echo(f"study {study_name} on {storage}: {done} finished trial(s), target {target}; "
-         f"{len(space.dims)} dimensions, {checked} extreme specs checked; device {dev}")
+         f"{len({d.name for d in space.dims})} parameters, {checked} extreme specs checked; device {dev}")
     if done >= target:
         return SearchResult(study, done, "trials")
     objective = Objective(space, study_dir, device=dev, objectives=list(search.objectives),
-                          keep_top_k=search.keep_top_k, data_dir=data_dir)
+                          keep_top_k=search.keep_top_k, data_dir=data_dir, pruner=search.pruner,
+                          progress=progress)
     stop_reason = {"why": "trials"}
     streak = {"n": 0}
 
@@ -190,8 +196,9 @@ def run_search(space: Space, search: SearchSpec, *, study_name: str, storage: st
             study.stop()
 
     try:
-        study.optimize(objective, timeout=timeout, callbacks=[_LiveView(study, target, echo), stop_on_failures,
-                                                              stop_on_target], gc_after_trial=True)
+        with test_split_forbidden(f"archsearch run (study {study_name})"):
+            study.optimize(objective, timeout=timeout, callbacks=[_LiveView(study, target, echo), stop_on_failures,
+                                                                  stop_on_target], gc_after_trial=True)
     except KeyboardInterrupt:
         stop_reason["why"] = "interrupted"
     if timeout is not None and stop_reason["why"] == "trials" and finished_count(study) < target:

@@ -52,6 +52,10 @@ class TrainSpec(StrictModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool = Field(True, description="NHWC memory format (faster convs on CPU and GPU)")
     compile: bool = False
+    cuda_graph: bool = Field(
+        True, description="CUDA: replay each training step as one CUDA graph (Adam/AdamW, bf16/fp32); "
+        "skips the last partial batch of an epoch"
+    )
     seed: int = 0
     deterministic: bool = False
     metric: Literal["accuracy", "balanced_accuracy", "macro_f1"] = Field(

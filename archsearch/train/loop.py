@@ -19,6 +19,7 @@ from archsearch.data import BatchSource, TrainVal
 from archsearch.errors import TrainingError
 from archsearch.spec.model import STAGES
 from archsearch.spec.train import TrainSpec
+from archsearch.train.graphed import WARMUP_STEPS, GraphedStep
 from archsearch.train.metrics import confusion, metric_from_confusion
 from archsearch.train.optim import Schedule, make_optimizer
 from archsearch.train.precision import autocast, resolve_precision
@@ -50,6 +51,7 @@ class FitResult:
     device: str
     seconds: float
     best_state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+    cuda_graph: bool = False
 
     def history_dicts(self) -> list[dict]:
         return [asdict(r) for r in self.history]
@@ -154,14 +156,18 @@ def fit(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     checkpoint: Path | None = None,
     progress: bool = False,
+    keep: str = "best",
 ) -> FitResult:
     """Train `model` on data.train, validate on data.val after every epoch, keep the best weights.
 
     The best state (by the val metric) is restored into `model` at the end and, when `checkpoint`
     is given, written there (atomically) whenever it improves. `on_epoch` is called with each
-    epoch's record and may raise to stop (e.g. Optuna pruning). A non-finite loss raises
+    epoch's record and may raise to stop (e.g. Optuna pruning). `keep="last"` keeps the final
+    weights instead (training on train + val, where the val metric is not held out). A non-finite loss raises
     TrainingError(reason='nan_loss'); the checkpoint then still holds the last good weights.
     """
+    if keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last', but got {keep=}")
     device = torch.device(device)
     num_classes = num_classes or len(data.classes)
     precision = resolve_precision(spec.precision, device)
@@ -170,13 +176,17 @@ def fit(
         model.to(memory_format=torch.channels_last)
     # On CUDA, compile with CUDA graphs: small models are bound by kernel-launch overhead.
     step_model = torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else None) if spec.compile else model
-    optimizer = make_optimizer(model, spec)
+    use_graph = (spec.cuda_graph and device.type == "cuda" and precision != "fp16" and spec.unfreeze is None
+                 and spec.optimizer.name in ("adam", "adamw") and not spec.compile
+                 and data.train.num_samples >= spec.batch_size * (WARMUP_STEPS + 1))
+    optimizer = make_optimizer(model, spec, capturable=use_graph)
     n_batches = data.train.num_batches(spec.batch_size)
     schedule = Schedule(optimizer, spec, n_batches)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.type == "cuda")
     loss_fn = nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
     generator = torch.Generator().manual_seed(spec.seed)
     higher_better = spec.early_stopping is None or spec.early_stopping.metric == "val_metric"
+    graphed = GraphedStep(model, optimizer, loss_fn, precision, device, spec.grad_clip) if use_graph else None
 
     history: list[EpochRecord] = []
     best_metric, best_epoch, best_stop_value, stale = -math.inf, 0, None, 0
@@ -194,26 +204,33 @@ def fit(
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
             seen = 0
+            if graphed is not None:
+                graphed.reset_totals()
             for i, (x, y) in enumerate(data.train.batches(spec.batch_size, shuffle=True, augment=True, generator=generator)):
+                if graphed is not None and y.shape[0] != spec.batch_size:
+                    continue  # a graph replays one batch shape: the last partial batch is skipped
                 schedule.step(step)
                 step += 1
                 if spec.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                with autocast(precision, device):
-                    out = step_model(x)
-                loss = loss_fn(out.float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if spec.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                loss_sum += loss.detach() * y.shape[0]
-                correct += (out.detach().argmax(1) == y).sum()
+                if graphed is not None:
+                    graphed(x, y)
+                else:
+                    with autocast(precision, device):
+                        out = step_model(x)
+                    loss = loss_fn(out.float(), y)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    if spec.grad_clip is not None:
+                        scaler.unscale_(optimizer)
+                        nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    loss_sum += loss.detach() * y.shape[0]
+                    correct += (out.detach().argmax(1) == y).sum()
                 seen += y.shape[0]
                 if (i + 1) % CHECK_EVERY == 0 or i + 1 == n_batches:
-                    running = float(loss_sum) / max(1, seen)
+                    running = float(graphed.loss_sum if graphed is not None else loss_sum) / max(1, seen)
                     if not math.isfinite(running):
                         raise TrainingError(
                             f"the loss became {running} at epoch {epoch}, batch {i + 1} (lr {schedule.lr:.2e}); "
@@ -224,6 +241,8 @@ def fit(
                         )
                     bar.update(CHECK_EVERY if (i + 1) % CHECK_EVERY == 0 else (i + 1) % CHECK_EVERY,
                                epoch=epoch, loss=f"{running:.4f}", speed=f"{seen / (time.perf_counter() - t0):,.0f}")
+            if graphed is not None:
+                loss_sum, correct = graphed.loss_sum, graphed.correct
             train_seconds = time.perf_counter() - t0
             ev = evaluate_source(model, data.val, num_classes, spec.metric, device, precision, spec.channels_last)
             record = EpochRecord(
@@ -253,7 +272,12 @@ def fit(
                         break
     finally:
         bar.close()
+    if keep == "last" and history:
+        best_epoch, best_metric = len(history), history[-1].val_metric
+        best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if checkpoint is not None:
+            _save_atomic(best_state, checkpoint)
     if best_state:
         model.load_state_dict(best_state)
     return FitResult(history, best_epoch, best_metric, stopped, precision, str(device),
-                     time.perf_counter() - t_start, best_state)
+                     time.perf_counter() - t_start, best_state, cuda_graph=graphed is not None)

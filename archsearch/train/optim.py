@@ -30,12 +30,21 @@ def param_groups(model: nn.Module, spec: TrainSpec) -> list[dict]:
     return groups
 
 
-def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
-    """The spec's optimizer; Adam/AdamW/SGD use torch's fused kernels (one kernel for all weights)."""
+def make_optimizer(model: nn.Module, spec: TrainSpec, capturable: bool = False) -> torch.optim.Optimizer:
+    """The spec's optimizer; Adam/AdamW/SGD use torch's fused kernels (one kernel for all weights).
+
+    `capturable` (Adam/AdamW, for CUDA graphs): learning rates become device tensors that the
+    schedule updates in place, and the step runs without host synchronisation."""
     groups = param_groups(model, spec)
     o = spec.optimizer
     if o.name in ("adam", "adamw"):
         cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
+        if capturable:
+            device = next(model.parameters()).device
+            for g in groups:
+                g["lr"] = torch.tensor(float(g["lr"]), device=device)
+            return cls(groups, lr=torch.tensor(spec.lr, device=device), weight_decay=spec.weight_decay,
+                       fused=True, capturable=True)
         return cls(groups, lr=spec.lr, weight_decay=spec.weight_decay, fused=True)
     if o.name == "sgd":
         return torch.optim.SGD(groups, lr=spec.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
@@ -49,7 +58,7 @@ class Schedule:
 
     def __init__(self, optimizer: torch.optim.Optimizer, spec: TrainSpec, steps_per_epoch: int) -> None:
         self.opt, self.spec, self.spe = optimizer, spec, max(1, steps_per_epoch)
-        self.base = [g["lr"] for g in optimizer.param_groups]
+        self.base = [float(g["lr"]) for g in optimizer.param_groups]
         self.total = spec.epochs * self.spe
         self.warmup = int(round(spec.warmup_epochs * self.spe))
         self.plateau_scale, self.best, self.bad_epochs = 1.0, -math.inf, 0
@@ -75,7 +84,10 @@ class Schedule:
     def step(self, step: int) -> None:
         f = self.factor(step)
         for g, base in zip(self.opt.param_groups, self.base):
-            g["lr"] = base * f
+            if isinstance(g["lr"], torch.Tensor):
+                g["lr"].fill_(base * f)  # a captured graph reads this tensor
+            else:
+                g["lr"] = base * f
 
     def epoch_end(self, val_metric: float) -> None:
         s = self.spec.scheduler
@@ -91,4 +103,4 @@ class Schedule:
 
     @property
     def lr(self) -> float:
-        return self.opt.param_groups[-1]["lr"]
+        return float(self.opt.param_groups[-1]["lr"])

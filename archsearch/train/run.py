@@ -17,6 +17,7 @@ import yaml
 
 from archsearch.build import build_model, summarize
 from archsearch.data import prepare_train_val
+from archsearch.data.testsplit import test_split_forbidden
 from archsearch.errors import ArchsearchError, TrainingError
 from archsearch.fs import ensure_writable_dir, write_json
 from archsearch.spec.root import Spec
@@ -82,8 +83,9 @@ def train_run(
 
     t0 = time.perf_counter()
     try:
-        result = fit(model, data, spec.train, device=dev, num_classes=spec.model.num_classes,
-                     on_epoch=on_epoch, checkpoint=out / WEIGHTS_FILE, progress=progress)
+        with test_split_forbidden("archsearch train"):
+            result = fit(model, data, spec.train, device=dev, num_classes=spec.model.num_classes,
+                         on_epoch=on_epoch, checkpoint=out / WEIGHTS_FILE, progress=progress)
     except TrainingError as e:
         write_json(out / METRICS_FILE, {**base, "stopped": e.reason, "error": str(e)})
         raise

@@ -121,3 +121,62 @@ def test_sample_prints_valid_specs_and_a_space_is_not_a_spec(tmp_path):
     assert out.returncode == 0 and out.stdout.count("# sample") == 3 and "choice" not in out.stdout
     with pytest.raises(SpecError, match="search space"):
         load_spec(SPACE)
+
+
+def test_multi_objective_pareto_front_and_accuracy_curve_pruning(tmp_path, monkeypatch):
+    study = search(tmp_path, monkeypatch, "search.objectives=[val_metric, params]", "train.epochs=4",
+                   "search.pruner={name: median, startup_trials: 2, warmup_epochs: 1}", trials=10)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    ok = [t for t in study.trials if t.user_attrs.get("status") == "ok"]
+    assert all(t.values[1] == t.user_attrs["params"] for t in ok)
+    front = study.best_trials
+    assert front and all(t.user_attrs.get("status") == "ok" for t in front)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned, "the accuracy-curve median rule should prune in a multi-objective study"
+    for t in pruned:  # pruned below the median of the others at that epoch
+        assert 2 <= len(t.user_attrs["history"]) < 4
+
+
+def test_ctrl_c_stops_cleanly_and_marks_the_running_trial(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "archsearch", "run", str(SPACE), "--trials", "200", "--set", "train.epochs=200",
+         "--set", "search.pruner.name=none"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    db = tmp_path / "studies" / "digits_cnn.db"
+    deadline = time.time() + 60
+    running = []
+    while time.time() < deadline and not running:
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                study = optuna.load_study(study_name="digits_cnn", storage=f"sqlite:///{db}")
+                running = [t for t in study.trials if t.state == TrialState.RUNNING]
+            except Exception:
+                pass
+    assert running, "no trial started"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    study = optuna.load_study(study_name="digits_cnn", storage=f"sqlite:///{db}")
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert study.trials[running[0].number].state == TrialState.FAIL
+
+
+def test_a_resolved_spec_that_already_trained_is_not_trained_again(tmp_path, monkeypatch):
+    # a grid over two values: the third and fourth trials can only repeat the first two
+    study = search(tmp_path, monkeypatch, "search.sampler.name=random", "train.epochs=2",
+                   "model.layers.0.n=1", "model.layers.0.layers.0.out=8",
+                   "model.layers.0.layers.1={type: batchnorm}", "model.layers.0.layers.2.fn=relu",
+                   "train.optimizer=adam", "train.lr={choice: [0.001, 0.01], name: lr}", trials=6)
+    twins = [t for t in study.trials if "duplicate_of" in t.user_attrs]
+    assert twins
+    for t in twins:
+        first = study.trials[t.user_attrs["duplicate_of"]]
+        assert t.value == first.value and t.params == first.params
+        assert (t.datetime_complete - t.datetime_start).total_seconds() < 1.0

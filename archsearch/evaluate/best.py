@@ -1,0 +1,290 @@
+"""`archsearch best`: re-evaluate a study's top trials on the held-out test split over seeds.
+
+For each of the top-K successful trials (by validation metric; the Pareto front first for a
+multi-objective study) and each seed:
+
+- `retrain="full"`: re-train the trial's resolved spec on train + val for the number of epochs
+  the search selected (the trial's best epoch), with `train.seed` = that seed, and keep the final
+  weights — no split is used to pick them;
+- `retrain="reuse"`: take the checkpoint the search kept for the trial (one "seed": its own);
+
+then evaluate once on the test split (fp32). Each (trial, mode, seed) result is stored in
+studies/<study>/best/results.json with its weights beside it, and a summary in the study's user
+attrs (`test:trial_<n>`; Optuna refuses to change a finished trial's attrs), so a repeated call
+reuses them unless `redo`. The entries are ranked by mean test accuracy; the winner is compared
+with the runner-up by a paired t-test over the shared seeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from archsearch.build import build_model
+from archsearch.build.summary import latency
+from archsearch.data import prepare_train_val
+from archsearch.data.base import BatchSource
+from archsearch.data.testsplit import load_test
+from archsearch.errors import ArchsearchError
+from archsearch.evaluate.metrics import classification_metrics
+from archsearch.evaluate.stats import PairedTest, Spread, paired_test, spread
+from archsearch.fs import ensure_writable_dir, write_json
+from archsearch.spec import parse_spec
+from archsearch.spec.root import Spec
+from archsearch.train.loop import evaluate_source, fit, seed_everything
+
+RESULTS_FILE = "results.json"
+OK = "ok"
+
+
+@dataclass
+class SeedRun:
+    """One re-training (or the reused checkpoint) of a trial, evaluated on the test split."""
+
+    seed: int
+    accuracy: float
+    macro_f1: float
+    epochs: int
+    seconds: float
+    weights: str  # file name in the best/ folder
+    test_fingerprint: str
+    spec_hash: str
+    metrics: dict = field(default_factory=dict)  # classification_metrics on test
+    history: list = field(default_factory=list)  # per-epoch records of the re-training
+    data_info: dict = field(default_factory=dict)
+
+
+@dataclass
+class Entry:
+    """A trial on the leaderboard."""
+
+    trial: int
+    spec: dict  # the spec re-trained (first seed); train.epochs = the epochs used
+    params: int
+    flops: int
+    val_metric: float
+    latency_ms: float
+    runs: list[SeedRun]
+    classes: list[str]
+    normalization: dict
+
+    @property
+    def accuracy(self) -> Spread:
+        return spread([r.accuracy for r in self.runs], bounds=(0.0, 1.0))
+
+    @property
+    def macro_f1(self) -> float:
+        return sum(r.macro_f1 for r in self.runs) / len(self.runs)
+
+
+@dataclass
+class Leaderboard:
+    study: str
+    retrain: str
+    seeds: list[int]
+    entries: list[Entry]  # best first
+    comparison: PairedTest | None  # winner vs runner-up
+    folder: Path
+
+    def as_json(self) -> dict:
+        return {
+            "study": self.study, "retrain": self.retrain, "seeds": self.seeds,
+            "entries": [{"trial": e.trial, "params": e.params, "flops": e.flops, "val_metric": e.val_metric,
+                         "latency_ms": e.latency_ms, "test_accuracy": asdict(e.accuracy), "macro_f1": e.macro_f1,
+                         "per_seed": [{"seed": r.seed, "accuracy": r.accuracy, "macro_f1": r.macro_f1} for r in e.runs]}
+                        for e in self.entries],
+            "winner_vs_runner_up": None if self.comparison is None else {
+                **asdict(self.comparison), "significant": self.comparison.significant,
+                "text": self.comparison.describe()},
+        }
+
+
+def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
+    """The top-k successful trials by val metric (Pareto-optimal ones first when multi-objective);
+    duplicates of an already listed resolved spec are skipped."""
+    ok = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+          if t.user_attrs.get("status") == OK and "val_metric" in t.user_attrs and "duplicate_of" not in t.user_attrs]
+    if not ok:
+        raise ArchsearchError(f"study {study.study_name} has no completed trial to evaluate; run `archsearch run` first")
+    front = {t.number for t in study.best_trials} if len(study.directions) > 1 else set()
+    ranked = sorted(ok, key=lambda t: (t.number not in front, -t.user_attrs["val_metric"], t.number))
+    return ranked[:k]
+
+
+def retrain_spec(trial: FrozenTrial, seed: int) -> Spec:
+    """The trial's resolved spec set up for re-training: the epochs the search selected, no early
+    stopping (nothing held out to stop on), the given seed."""
+    data = json.loads(json.dumps(trial.user_attrs["spec"]))
+    train = data.setdefault("train", {})
+    epochs = int(trial.user_attrs.get("best_epoch") or train.get("epochs", 1))
+    train.update(epochs=max(1, epochs), seed=seed, early_stopping=None)
+    if train.get("warmup_epochs", 0) >= train["epochs"]:
+        train["warmup_epochs"] = 0.0
+    if train.get("unfreeze") and train["unfreeze"]["after_epochs"] >= train["epochs"]:
+        train["unfreeze"] = None
+    return parse_spec(data, source=f"trial {trial.number}")
+
+
+def _hash(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class _Store:
+    """results.json in studies/<study>/best/: one record per (trial, mode, seed)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / RESULTS_FILE
+        try:
+            self.runs: dict[str, dict] = json.loads(self.path.read_text())["runs"] if self.path.exists() else {}
+        except (ValueError, KeyError):
+            self.runs = {}  # unreadable: recomputed and rewritten
+
+    @staticmethod
+    def key(trial: int, mode: str, seed: int) -> str:
+        return f"trial{trial}/{mode}/seed{seed}"
+
+    def get(self, trial: int, mode: str, seed: int, spec_hash: str) -> SeedRun | None:
+        rec = self.runs.get(self.key(trial, mode, seed))
+        if rec is None or rec.get("spec_hash") != spec_hash or not (self.folder / rec["weights"]).is_file():
+            return None
+        return SeedRun(**rec)
+
+    def put(self, trial: int, mode: str, run: SeedRun) -> None:
+        self.runs[self.key(trial, mode, run.seed)] = asdict(run)
+        write_json(self.path, {"runs": self.runs})
+
+
+class _TestData:
+    """Test sources, loaded once per (data section, input shape, normalisation)."""
+
+    def __init__(self, device: torch.device, data_dir: str | None) -> None:
+        self.device, self.data_dir = device, data_dir
+        self.cache: dict[str, tuple[BatchSource, list[str]]] = {}
+
+    def get(self, spec: Spec, mean, std) -> tuple[BatchSource, list[str]]:
+        key = _hash([spec.data.model_dump(mode="json"), list(spec.model.input_shape), list(mean), list(std)])
+        if key not in self.cache:
+            self.cache[key] = load_test(spec.data, spec.model.input_shape, mean=mean, std=std, device=self.device,
+                                        data_dir=self.data_dir)
+        return self.cache[key]
+
+
+def evaluate_model(model: torch.nn.Module, spec: Spec, source: BatchSource, classes: list[str],
+                   device: torch.device) -> dict:
+    """classification_metrics of `model` on `source` in fp32, plus the test-split fingerprint."""
+    ev = evaluate_source(model, source, spec.model.num_classes, spec.train.metric, device)
+    out = classification_metrics(source.labels.numpy(), ev.predictions.numpy(), classes)
+    out["loss"] = ev.loss
+    out["fingerprint"] = source.fingerprint()
+    out["predictions"] = ev.predictions.tolist()
+    return out
+
+
+def leaderboard(
+    study: optuna.Study, *, study_dir: Path, top: int = 3, seeds: int = 3, retrain: str = "full",
+    device: torch.device, data_dir: str | None = None, redo: bool = False,
+    echo: Callable[[str], None] = print, progress: bool = False,
+) -> Leaderboard:
+    """Re-evaluate the top trials (see the module docstring) and rank them by mean test accuracy."""
+    if retrain not in ("full", "reuse"):
+        raise ArchsearchError(f"--retrain: expected full or reuse, got {retrain!r}")
+    trials = top_trials(study, top)
+    folder = study_dir / "best"
+    ensure_writable_dir(folder, "results of `archsearch best`")
+    store = _Store(folder)
+    tests = _TestData(device, data_dir)
+    entries = []
+    for rank, trial in enumerate(trials, 1):
+        base_seed = int(trial.user_attrs["spec"].get("train", {}).get("seed", 0))
+        seed_list = [base_seed] if retrain == "reuse" else [base_seed + i for i in range(seeds)]
+        runs, meta = [], {}
+        for i, seed in enumerate(seed_list):
+            spec = retrain_spec(trial, seed) if retrain == "full" else parse_spec(trial.user_attrs["spec"])
+            spec_hash = _hash([spec.model_dump(mode="json"), retrain])
+            cached = None if redo else store.get(trial.number, retrain, seed, spec_hash)
+            label = f"trial #{trial.number} ({rank}/{len(trials)}) seed {seed}"
+            if cached is not None:
+                echo(f"{label}: test accuracy {cached.accuracy:.4f} (stored)")
+                runs.append(cached)
+            else:
+                run = _run_seed(trial, spec, spec_hash, retrain, study_dir, folder, tests, device, data_dir, progress)
+                store.put(trial.number, retrain, run)
+                echo(f"{label}: {'re-trained ' + str(run.epochs) + ' epochs on train+val, ' if retrain == 'full' else ''}"
+                     f"test accuracy {run.accuracy:.4f}, macro-F1 {run.macro_f1:.4f} ({run.seconds:.1f} s)")
+                runs.append(run)
+            if i == 0:
+                meta = {"spec": spec.model_dump(mode="json")}
+        first = runs[0]
+        model = build_model(parse_spec(meta["spec"]))
+        entries.append(Entry(
+            trial=trial.number, spec=meta["spec"], params=int(trial.user_attrs.get("params", 0)),
+            flops=int(trial.user_attrs.get("flops", 0)), val_metric=float(trial.user_attrs["val_metric"]),
+            latency_ms=latency(model, tuple(meta["spec"]["model"]["input"]), torch.device("cpu"),
+                               batch_sizes=(1,))["ms_per_image_batch1"],
+            runs=runs, classes=first.data_info.get("classes", []),
+            normalization=first.data_info.get("normalization", {}),
+        ))
+        study.set_user_attr(f"test:trial_{trial.number}", {
+            "retrain": retrain, "seeds": [r.seed for r in runs], "accuracy": [r.accuracy for r in runs],
+            "macro_f1": [r.macro_f1 for r in runs], "fingerprint": first.test_fingerprint})
+    entries.sort(key=lambda e: (-e.accuracy.mean, -e.val_metric, e.trial))
+    comparison = None
+    if len(entries) >= 2:
+        a, b = entries[0], entries[1]
+        shared = sorted({r.seed for r in a.runs} & {r.seed for r in b.runs})
+        if shared:
+            acc = lambda e: [next(r.accuracy for r in e.runs if r.seed == s) for s in shared]  # noqa: E731
+            comparison = paired_test(acc(a), acc(b))
+    used = sorted({r.seed for e in entries for r in e.runs})
+    board = Leaderboard(study.study_name, retrain, used, entries, comparison, folder)
+    write_json(folder / "leaderboard.json", board.as_json())
+    return board
+
+
+def _run_seed(trial: FrozenTrial, spec: Spec, spec_hash: str, retrain: str, study_dir: Path, folder: Path,
+              tests: _TestData, device: torch.device, data_dir: str | None, progress: bool) -> SeedRun:
+    t0 = time.perf_counter()
+    seed = spec.train.seed
+    weights = f"trial_{trial.number}_{retrain}_seed{seed}.pt"
+    if retrain == "reuse":
+        ckpt = study_dir / f"trial_{trial.number}.pt"
+        if not ckpt.is_file():
+            raise ArchsearchError(
+                f"--retrain reuse: trial #{trial.number} has no kept checkpoint ({ckpt}); only the top "
+                f"search.keep_top_k trials keep one. Use --retrain full")
+        data = prepare_train_val(spec.data, spec.model.input_shape, device=device, data_dir=data_dir)
+        model = build_model(spec)
+        model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+        model.to(device)
+        history: list = trial.user_attrs.get("history", [])
+        epochs = int(trial.user_attrs.get("best_epoch", 0))
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    else:
+        seed_everything(seed, spec.train.deterministic)
+        data = prepare_train_val(spec.data, spec.model.input_shape, device=device, data_dir=data_dir, merge_val=True)
+        model = build_model(spec)
+        result = fit(model, data, spec.train, device=device, num_classes=spec.model.num_classes,
+                     progress=progress, keep="last")
+        history = result.history_dicts()
+        epochs = len(result.history)
+        state = result.best_state
+        model = model.to(memory_format=torch.contiguous_format)
+    tmp = folder / (weights + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(folder / weights)
+    source, classes = tests.get(spec, data.mean, data.std)
+    metrics = evaluate_model(model, spec, source, classes, device)
+    info = {**data.info, "classes": data.classes, "normalization": {"mean": list(data.mean), "std": list(data.std)}}
+    return SeedRun(seed=seed, accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"], epochs=epochs,
+                   seconds=time.perf_counter() - t0, weights=weights, test_fingerprint=metrics["fingerprint"],
+                   spec_hash=spec_hash, metrics={k: v for k, v in metrics.items() if k != "predictions"},
+                   history=history, data_info=info)

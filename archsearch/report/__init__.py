@@ -1,0 +1,1 @@
+"""Studies and runs → records → figures and pages; the optuna-dashboard launcher."""

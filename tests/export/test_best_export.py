@@ -1,0 +1,183 @@
+"""`archsearch best --export` end to end on digits, as a user runs it (real subprocesses, SQLite)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from archsearch.data.testsplit import held_out_reads, load_test
+from archsearch.errors import TestSplitAccessError
+from archsearch.search import run_search
+from archsearch.spec.search import SearchSpec
+from archsearch.spec.space import load_space
+from tests.conftest import ROOT
+
+SPACE = ROOT / "spaces" / "digits_cnn.yaml"
+
+
+def cli(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "archsearch", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder where `archsearch run` has finished 6 digits trials (studies/digits_cnn.db)."""
+    work = tmp_path_factory.mktemp("best")
+    out = cli(work, "run", str(SPACE), "--trials", "6", "--set", "train.epochs=4")
+    assert out.returncode == 0, out.stderr
+    return work
+
+
+@pytest.fixture(scope="module")
+def exported(searched: Path) -> tuple[Path, subprocess.CompletedProcess]:
+    out = cli(searched, "best", "--top", "2", "--seeds", "2", "--export", "out")
+    assert out.returncode == 0, out.stderr
+    return searched, out
+
+
+FRESH = r"""
+import json, sys, torch
+from archsearch.data.testsplit import load_test
+from archsearch.spec import load_spec
+bundle = sys.argv[1]
+pre = json.load(open(f"{bundle}/preprocess.json"))
+spec = load_spec(f"{bundle}/spec.yaml")
+source, _ = load_test(spec.data, pre["input_shape"], mean=pre["mean"], std=pre["std"])
+model = torch.jit.load(f"{bundle}/model.ts").eval()
+correct = 0
+with torch.no_grad():
+    for x, y in source.batches(256):
+        correct += int((model(x).argmax(1) == y).sum())
+print(correct, source.num_samples)
+"""
+
+
+def test_best_ranks_top_trials_over_seeds_and_exports_the_winner(exported):
+    work, out = exported
+    board = json.loads((work / "studies" / "digits_cnn" / "best" / "leaderboard.json").read_text())
+    assert len(board["entries"]) == 2 and board["seeds"] == [0, 1]
+    means = [e["test_accuracy"]["mean"] for e in board["entries"]]
+    assert means == sorted(means, reverse=True)
+    for e in board["entries"]:
+        accs = [s["accuracy"] for s in e["per_seed"]]
+        assert len(accs) == 2 and abs(sum(accs) / 2 - e["test_accuracy"]["mean"]) < 1e-12
+        assert 0 <= e["test_accuracy"]["ci_low"] <= e["test_accuracy"]["mean"] <= e["test_accuracy"]["ci_high"] <= 1
+    assert "winner #" in out.stdout and "paired" in out.stdout
+    bundle = work / "out"
+    names = {p.name for p in bundle.iterdir()}
+    assert {"spec.yaml", "best.pt", "model.ts", "metrics.json", "preprocess.json", "README.md"} <= names
+    metrics = json.loads((bundle / "metrics.json").read_text())
+    assert metrics["trial"] == board["entries"][0]["trial"]
+    assert metrics["export"]["parity"]["torchscript"]["max_abs_diff"] <= 1e-4
+    assert set(metrics["test"]["per_class"]) == {str(i) for i in range(10)}
+    assert len(metrics["test_fingerprint"]) == 64 and metrics["search"]["trials"] == 6
+    card = (bundle / "README.md").read_text()
+    assert "torch.jit.load" in card and f"{100 * metrics['test']['accuracy']:.2f} %" in card
+    assert not any(p.name.startswith(".out.") for p in work.iterdir()), "a temporary export folder was left behind"
+
+
+def test_exported_torchscript_reproduces_the_test_accuracy_in_a_fresh_process(exported):
+    work, _ = exported
+    out = subprocess.run([sys.executable, "-c", FRESH, str(work / "out")], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    correct, n = map(int, out.stdout.split())
+    metrics = json.loads((work / "out" / "metrics.json").read_text())
+    assert correct / n == metrics["test"]["accuracy"]  # exactly: same weights, same data, fp32 on the CPU
+
+
+def test_onnx_export_matches_eager(exported):
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+    import onnxruntime as ort
+
+    from archsearch.spec import load_spec
+
+    work, _ = exported
+    bundle = work / "out"
+    pre = json.loads((bundle / "preprocess.json").read_text())
+    spec = load_spec(bundle / "spec.yaml")
+    source, _ = load_test(spec.data, pre["input_shape"], mean=pre["mean"], std=pre["std"])
+    session = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    correct = sum(int((session.run(None, {"input": x.numpy()})[0].argmax(1) == y.numpy()).sum())
+                  for x, y in source.batches(100))
+    metrics = json.loads((bundle / "metrics.json").read_text())
+    assert metrics["export"]["parity"]["onnx"]["opset"] >= 13
+    assert abs(correct / source.num_samples - metrics["test"]["accuracy"]) <= 1 / source.num_samples
+    assert not (bundle / "model.onnx.data").exists()
+    assert np.isfinite(metrics["export"]["parity"]["onnx"]["max_abs_diff"])
+
+
+def test_exported_spec_trains_and_reproduce_matches(exported):
+    work, _ = exported
+    out = cli(work, "train", "out/spec.yaml", "--out", "retrained", "--epochs", "1", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert (work / "retrained" / "best.pt").is_file()
+    out = cli(work, "reproduce", "out")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "reproduced" in out.stdout and "same test split: yes" in out.stdout
+
+
+def test_a_repeated_best_reuses_stored_results_and_export_refuses_an_existing_folder(exported):
+    work, _ = exported
+    before = json.loads((work / "studies" / "digits_cnn" / "best" / "leaderboard.json").read_text())
+    out = cli(work, "best", "--top", "2", "--seeds", "2")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("(stored)") == 4 and "re-trained" not in out.stdout
+    after = json.loads((work / "studies" / "digits_cnn" / "best" / "leaderboard.json").read_text())
+    strip = lambda entries: [{k: v for k, v in e.items() if k != "latency_ms"} for e in entries]  # noqa: E731
+    assert strip(after["entries"]) == strip(before["entries"])  # latency is measured again
+    stamp = (work / "out" / "metrics.json").stat().st_mtime_ns
+    out = cli(work, "best", "--top", "2", "--seeds", "2", "--export", "out")
+    assert out.returncode == 2 and "--force" in out.stderr and "Traceback" not in out.stderr
+    assert (work / "out" / "metrics.json").stat().st_mtime_ns == stamp
+    out = cli(work, "best", "--top", "2", "--seeds", "2", "--export", "out", "--force")
+    assert out.returncode == 0, out.stderr
+    assert (work / "out" / "model.ts").is_file()
+
+
+def test_bad_input_is_one_clear_error(searched, tmp_path):
+    out = cli(searched, "best", "--study", "nope")
+    assert out.returncode == 2 and "digits_cnn" in out.stderr and "Traceback" not in out.stderr
+    optuna.create_study(study_name="empty", storage=f"sqlite:///{searched / 'studies' / 'empty.db'}")
+    out = cli(searched, "best", "--study", "empty")
+    assert out.returncode == 2 and "no completed trial" in out.stderr and "Traceback" not in out.stderr
+    (searched / "a_file").write_text("")
+    out = cli(searched, "best", "--study", "digits_cnn", "--export", "a_file/bundle")
+    assert out.returncode == 2 and "a_file" in out.stderr and "Traceback" not in out.stderr
+    out = cli(searched, "best", "--study", "digits_cnn", "--retrain", "sometimes")
+    assert out.returncode == 2 and "--retrain" in out.stderr
+    out = cli(searched, "reproduce", str(tmp_path))
+    assert out.returncode == 2 and "not an export bundle" in out.stderr
+    assert not list(searched.glob(".bundle.*")) and not list(searched.glob("a_file*/"))
+
+
+def test_run_never_reads_the_test_split(tmp_path, monkeypatch):
+    """Instrument the data layer: a search reads no test data, and code that tried to inside a
+    search (here: the objective's data preparation, patched to reach for the test split) fails."""
+    monkeypatch.chdir(tmp_path)
+    space = load_space(SPACE, ["train.epochs=1"])
+    search = SearchSpec.model_validate(space.section("search"))
+    reads = held_out_reads()
+    run_search(space, search, study_name="clean", trials=2, echo=lambda s: None)
+    assert held_out_reads() == reads
+
+    import archsearch.search.objective as objective
+
+    real = objective.prepare_train_val
+
+    def leaky(spec, shape, **kw):
+        data = real(spec, shape, **kw)
+        load_test(spec, shape, mean=data.mean, std=data.std)
+        return data
+
+    monkeypatch.setattr(objective, "prepare_train_val", leaky)
+    with pytest.raises(TestSplitAccessError, match="archsearch run"):
+        run_search(space, search, study_name="leaky", trials=1, echo=lambda s: None)
+    assert held_out_reads() == reads
