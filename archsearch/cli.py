@@ -286,39 +286,22 @@ def sample(
         typer.echo(f"# sample {i + 1}/{n}\n" + yaml.safe_dump(data, sort_keys=False) + "---")
 
 
-@app.command()
-def run(
-    space_path: Annotated[Path, typer.Argument(metavar="SPACE", help="a spec with search dimensions")],
-    trials: Annotated[Optional[int], typer.Option(min=1, help="finished trials wanted for the whole study")] = None,
-    timeout: Annotated[Optional[float], typer.Option(min=1, help="seconds before no new trial starts")] = None,
-    storage: StorageOpt = None,
-    study: StudyOpt = None,
-    device: DeviceOpt = None,
-    set_: SetOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """Search a space with Optuna: create or resume the study, train trials until N have finished."""
-    from archsearch.search import run_search
-    from archsearch.search.study import best_ok_trials
+def _search_section(space):
+    from pydantic import ValidationError
+
+    from archsearch.errors import SpecError
+    from archsearch.spec.io import validation_problems
     from archsearch.spec.search import SearchSpec
-    from archsearch.spec.space import load_space
 
-    space = load_space(space_path, set_ or [])
     try:
-        search = SearchSpec.model_validate(space.section("search"))
-    except Exception as e:
-        from pydantic import ValidationError
+        return SearchSpec.model_validate(space.section("search"))
+    except ValidationError as e:
+        raise SpecError(validation_problems(e, space.data, dict(space.lines), ("search",)), space.source) from None
 
-        from archsearch.errors import SpecError
-        from archsearch.spec.io import validation_problems
 
-        if isinstance(e, ValidationError):
-            raise SpecError(validation_problems(e, space.data, dict(space.lines), ("search",)), space.source) from None
-        raise
-    name = study or search.study or space.name or space_path.stem
-    result = run_search(space, search, study_name=name, storage=storage, trials=trials, timeout=timeout,
-                        device=device, data_dir=str(data_dir) if data_dir else None, echo=typer.echo,
-                        progress=sys.stderr.isatty())
+def _search_summary(result) -> None:
+    from archsearch.search.study import best_ok_trials
+
     best = best_ok_trials(result.study, 1)
     summary = f"best trial #{best[0].number}: val {best[0].user_attrs['val_metric']:.4f}, " \
               f"{best[0].user_attrs['params']:,} params" if best else "no completed trial yet"
@@ -327,30 +310,97 @@ def run(
         raise typer.Exit(130)
 
 
+@app.command()
+def run(
+    space_path: Annotated[Path, typer.Argument(metavar="SPACE", help="a spec with search dimensions")],
+    trials: Annotated[Optional[int], typer.Option(min=1, help="finished trials wanted for the whole study")] = None,
+    timeout: Annotated[Optional[float], typer.Option(min=1, help="seconds before no new trial starts")] = None,
+    storage: StorageOpt = None,
+    study: StudyOpt = None,
+    device: DeviceOpt = None,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes on this machine sharing the study")] = 1,
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Search a space with Optuna: create or resume the study, train trials until N have finished."""
+    from archsearch.spec.space import load_space
+
+    space = load_space(space_path, set_ or [])  # a bad spec fails here, before torch and optuna load
+    search = _search_section(space)
+    from archsearch.search import run_search
+
+    name = study or search.study or space.name or space_path.stem
+    if workers > 1:
+        from archsearch.search.study import SearchResult, finished_count, prepare_study
+        from archsearch.search.workers import run_workers
+
+        from archsearch.search.storage import release
+
+        st, url, checked = prepare_study(space, search, name, storage)
+        release(st._storage)  # the workers hold the connections
+        typer.echo(f"study {name} on {url}: {finished_count(st)} finished trial(s), target {trials or search.trials}; "
+                   f"{checked} extreme specs checked; {workers} workers")
+        code = run_workers(workers=workers, study=name, storage=url, trials=trials or search.trials,
+                           timeout=timeout, device=device, data_dir=str(data_dir) if data_dir else None, echo=typer.echo)
+        from archsearch.search.study import open_study
+
+        st = open_study(name, url, create=False)
+        done = finished_count(st)
+        stopped = "interrupted" if code in (130, -2) else "trials" if done >= (trials or search.trials) else f"workers exited {code}"
+        _search_summary(SearchResult(st, done, stopped))
+        if code not in (0, 130, -2):
+            raise typer.Exit(code if code > 0 else 1)
+        return
+    result = run_search(space, search, study_name=name, storage=storage, trials=trials, timeout=timeout,
+                        device=device, data_dir=str(data_dir) if data_dir else None, echo=typer.echo,
+                        progress=sys.stderr.isatty())
+    _search_summary(result)
+
+
+@app.command()
+def worker(
+    study: Annotated[str, typer.Option(help="the study to join")],
+    storage: Annotated[str, typer.Option(help="its Optuna storage URL (e.g. postgresql://user@host/db)")],
+    trials: Annotated[Optional[int], typer.Option(min=1, help="finished trials wanted for the whole study")] = None,
+    timeout: Annotated[Optional[float], typer.Option(min=1, help="seconds before no new trial starts")] = None,
+    device: DeviceOpt = None,
+    data_dir: DataDirOpt = None,
+    name: Annotated[Optional[str], typer.Option(help="a label for this worker's lines")] = None,
+) -> None:
+    """Join a study from anywhere: its space is read from the study; runs trials until N have finished study-wide."""
+    import os
+
+    from archsearch.search import open_study, run_search
+    from archsearch.search.storage import release
+    from archsearch.search.study import space_from_study
+
+    threads = os.environ.get("ARCHSEARCH_THREADS")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    joined = open_study(study, storage, create=False)
+    space = space_from_study(joined)
+    release(joined._storage)
+    result = run_search(space, _search_section(space), study_name=study, storage=storage, trials=trials,
+                        timeout=timeout, device=device, data_dir=str(data_dir) if data_dir else None,
+                        echo=typer.echo, progress=False, worker=name)
+    _search_summary(result)
+
+
 def _open_study_for(study: str | None, storage: str | None):
     """The named study (or the only one) in a storage (default: studies/<study>.db or studies/*.db)."""
     from archsearch.errors import ArchsearchError
-    from archsearch.search.study import STUDIES_DIR, default_storage, open_study, study_summaries
+    from archsearch.search.storage import resolve_storage
+    from archsearch.search.study import open_study, study_summaries
 
-    if storage is None:
-        if study is not None:
-            storage = default_storage(study)
-            if not (STUDIES_DIR / f"{study}.db").is_file():
-                known = sorted(p.stem for p in STUDIES_DIR.glob("*.db"))
-                raise ArchsearchError(f"--study {study}: no such study in {STUDIES_DIR}/; existing: "
-                                      f"{', '.join(known) or 'none'} (or give --storage URL)")
-        else:
-            dbs = sorted(STUDIES_DIR.glob("*.db"))
-            if len(dbs) != 1:
-                names = ", ".join(p.stem for p in dbs) or "none"
-                raise ArchsearchError(f"give --study NAME: {len(dbs)} studies in {STUDIES_DIR}/ ({names})")
-            storage = default_storage(dbs[0].stem)
+    url = resolve_storage(study, storage)
     if study is None:
-        names = [s.study_name for s in study_summaries(storage)]
+        names = [s.study_name for s in study_summaries(url)]
         if len(names) != 1:
-            raise ArchsearchError(f"give --study NAME: {storage} holds {len(names)} studies ({', '.join(names) or 'none'})")
+            raise ArchsearchError(f"give --study NAME: {url} holds {len(names)} studies ({', '.join(names) or 'none'})")
         study = names[0]
-    return open_study(study, storage, create=False), storage
+    return open_study(study, url, create=False), url
 
 
 @app.command()
@@ -478,8 +528,14 @@ def report(
 
 def main() -> None:
     """Entry point: run the app; user errors → one line on stderr, exit 2."""
+    import signal
+
     from archsearch.errors import ArchsearchError
 
+    def _terminate(signum, frame):  # SIGTERM ends like Ctrl-C: the running trial is recorded, connections closed
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()  # standalone: click prints usage errors itself and exits 2
     except ArchsearchError as e:

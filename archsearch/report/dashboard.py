@@ -21,7 +21,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from archsearch.errors import ArchsearchError
 from archsearch.search.artifacts import ARTIFACTS, artifact_dir
-from archsearch.search.study import STUDIES_DIR, default_storage, open_study, study_summaries
+from archsearch.search.storage import STUDIES_DIR, resolve_storage
+from archsearch.search.study import open_study, study_summaries
 
 
 @dataclass
@@ -31,23 +32,6 @@ class Target:
     storage: str
     study: str | None
     study_id: int | None
-
-
-def resolve_storage(study: str | None, storage: str | None, studies_dir: Path = STUDIES_DIR) -> str:
-    """--storage as given; else studies/<study>.db; else the only studies/*.db (several: an error listing them)."""
-    if storage:
-        return storage
-    if study:
-        return default_storage(study, studies_dir)
-    found = sorted(studies_dir.glob("*.db"))
-    if len(found) == 1:
-        return f"sqlite:///{found[0]}"
-    if not found:
-        raise ArchsearchError(f"no studies in {studies_dir}/ (no *.db); run `archsearch run SPACE` here first, "
-                              "or give --storage URL")
-    names = ", ".join(p.stem for p in found)
-    raise ArchsearchError(f"{len(found)} studies in {studies_dir}/: {names}; pick one with --study NAME "
-                          "(or give --storage URL)")
 
 
 def find_target(study: str | None, storage: str | None, studies_dir: Path = STUDIES_DIR) -> Target:

@@ -27,7 +27,7 @@ from archsearch.search.resolve import resolve_trial
 from archsearch.spec.root import Spec
 from archsearch.spec.search import PrunerSpec
 from archsearch.spec.space import Space
-from archsearch.train.loop import fit, seed_everything
+from archsearch.train.loop import fit, load_epoch_state, seed_everything
 
 OK = "ok"
 FAILED_STATES = ("over_budget", "invalid_spec", "nan_loss", "cuda_oom")
@@ -41,8 +41,9 @@ class Objective:
 
     def __init__(self, space: Space, study_dir: Path, *, device: torch.device, objectives: list[str],
                  keep_top_k: int = 3, data_dir: str | None = None, pruner: PrunerSpec | None = None,
-                 on_epoch: Callable[[optuna.Trial, Any], None] | None = None, progress: bool = False) -> None:
-        self.progress = progress
+                 on_epoch: Callable[[optuna.Trial, Any], None] | None = None, progress: bool = False,
+                 target: int | None = None, worker: str = "") -> None:
+        self.progress, self.target, self.worker = progress, target, worker
         self.space, self.study_dir, self.device = space, study_dir, device
         self.pruner = pruner or PrunerSpec()
         self.objectives, self.keep_top_k, self.data_dir = objectives, keep_top_k, data_dir
@@ -74,7 +75,19 @@ class Objective:
 
     # -- the trial -----------------------------------------------------------------------------
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        try:
+            return self._run(trial)
+        finally:  # a finished, pruned, failed or interrupted trial needs no resume point; a killed one keeps it
+            original = retried_from(trial)
+            (self.study_dir / "resume" / f"trial_{original if original is not None else trial.number}.pt").unlink(
+                missing_ok=True)
+
+    def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         t0 = time.perf_counter()
+        trial.set_user_attr("worker", self.worker)
+        if self._surplus(trial):
+            trial.set_user_attr("status", "surplus")
+            raise Surplus(f"trial {trial.number} started after the study's {self.target} trials were claimed")
         try:
             spec = resolve_trial(self.space, trial)
         except SpecError as e:
@@ -128,13 +141,17 @@ class Objective:
                 trial.set_constraint(CONSTRAINT, 0.0)
                 raise optuna.TrialPruned(f"pruned at epoch {record.epoch} (val {record.val_metric:.4f})")
 
+        resume_file, start = self._resume_point(trial, model)
+        if start is not None:
+            history.extend(start["history"])
+            trial.set_user_attr("resumed_from_epoch", start["epoch"])
         oom = False
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             base = torch.cuda.memory_allocated(self.device)
         try:
             result = fit(model, data, spec.train, device=self.device, num_classes=spec.model.num_classes,
-                         on_epoch=on_epoch, progress=self.progress)
+                         on_epoch=on_epoch, progress=self.progress, epoch_checkpoint=resume_file, resume_from=start)
         except TrainingError as e:
             return self._fail(trial, e.reason, str(e), params=summary.params, flops=summary.flops)
         except _OverTime as e:
@@ -163,6 +180,34 @@ class Objective:
             trial.set_user_attr("latency_ms", values["latency"])
         out = tuple(values[o] for o in self.objectives)
         return out[0] if len(out) == 1 else out
+
+    def _resume_point(self, trial: optuna.Trial, model: torch.nn.Module) -> tuple[Path, dict | None]:
+        """Where this trial writes its epoch checkpoints, and, for the retry of a trial whose worker
+        died, the state to continue from (None when there is none or it does not fit the model)."""
+        original = retried_from(trial)
+        folder = self.study_dir / "resume"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"trial_{original if original is not None else trial.number}.pt"
+        if original is None:
+            return path, None
+        state = load_epoch_state(path)
+        if state is None:
+            return path, None
+        try:
+            model.load_state_dict(state["model"])  # the same network? (params are the same; check anyway)
+        except RuntimeError:
+            return path, None
+        return path, state
+
+    def _surplus(self, trial: optuna.Trial) -> bool:
+        """Whether `target` earlier trials already finished, run or wait (a race between workers
+        started this one too many)."""
+        if self.target is None:
+            return False
+        live = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING,
+                optuna.trial.TrialState.WAITING)
+        earlier = [t for t in trial.study.get_trials(deepcopy=False, states=live) if t.number < trial.number]
+        return len(earlier) >= self.target
 
     @staticmethod
     def _trained_twin(trial: optuna.Trial, spec_json: dict) -> optuna.trial.FrozenTrial | None:
@@ -210,5 +255,14 @@ class Objective:
                 f.unlink(missing_ok=True)
 
 
+def retried_from(trial: optuna.Trial) -> int | None:
+    """The number of the trial this one retries (its worker died), from Optuna's retry callback."""
+    return trial.study._storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+
+
 class _OverTime(Exception):
     pass
+
+
+class Surplus(Exception):
+    """A trial started in a race after the study-wide target was already claimed."""

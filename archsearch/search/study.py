@@ -13,20 +13,16 @@ from optuna.trial import TrialState
 from archsearch.data.testsplit import test_split_forbidden
 from archsearch.errors import ArchsearchError
 from archsearch.fs import ensure_writable_dir
-from archsearch.search.objective import FAILED_STATES, OK, Objective
+from archsearch.search.storage import STUDIES_DIR, default_storage, make_storage, release, storage_error
+from archsearch.search.objective import FAILED_STATES, OK, Objective, Surplus
 from archsearch.spec.search import PrunerSpec, SamplerSpec, SearchSpec
 from archsearch.spec.space import Space, check_space
 from archsearch.train.precision import resolve_device
 
-STUDIES_DIR = Path("studies")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 DIRECTIONS = {"val_metric": "maximize", "params": "minimize", "flops": "minimize", "latency": "minimize"}
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # our live view reports each trial, fail reasons included
-
-
-def default_storage(study: str, studies_dir: Path = STUDIES_DIR) -> str:
-    return f"sqlite:///{studies_dir / f'{study}.db'}"
 
 
 def make_sampler(spec: SamplerSpec, space: Space, multi: bool) -> optuna.samplers.BaseSampler:
@@ -66,26 +62,23 @@ def make_pruner(spec: PrunerSpec) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def _storage_error(url: str, e: Exception) -> ArchsearchError:
-    text = str(e).splitlines()[0] if str(e) else type(e).__name__
-    if "upgrade" in text.lower() or "schema" in text.lower():
-        return ArchsearchError(f"--storage {url}: the storage schema is older than this Optuna; run "
-                               f"`optuna storage upgrade --storage {url}` first ({text})")
-    return ArchsearchError(f"--storage {url}: cannot open the storage ({type(e).__name__}: {text})")
-
-
 def open_study(name: str, storage: str, search: SearchSpec | None = None, space: Space | None = None,
                create: bool = True) -> optuna.Study:
-    """Create or resume (load_if_exists) a study; unreachable storages give one clear error."""
-    if storage.startswith("sqlite:///"):
-        ensure_writable_dir(Path(storage.removeprefix("sqlite:///")).parent, f"--storage {storage}")
+    """Create or resume (load_if_exists) a study with heartbeats (see storage.py), or, with
+    create=False, load an existing one for reading; unreachable storages give one clear error."""
     try:
         if not create:
-            return optuna.load_study(study_name=name, storage=storage)
+            path = Path(storage.removeprefix("sqlite:///"))
+            if storage.startswith("sqlite:///") and not path.is_file():  # opening would create an empty file
+                others = ", ".join(p.stem for p in sorted(path.parent.glob("*.db"))) or "none"
+                raise ArchsearchError(f"--study {name}: no such study ({path} does not exist); existing: {others}")
+            return optuna.load_study(study_name=name, storage=make_storage(storage, heartbeat=False))
         assert search is not None and space is not None
+        hb = search.heartbeat
+        store = make_storage(storage, heartbeat_interval=hb.interval, grace_period=hb.grace, max_retry=hb.max_retry)
         multi = len(search.objectives) > 1
         return optuna.create_study(
-            study_name=name, storage=storage, load_if_exists=True,
+            study_name=name, storage=store, load_if_exists=True,
             directions=[DIRECTIONS[o] for o in search.objectives],
             sampler=make_sampler(search.sampler, space, multi), pruner=make_pruner(search.pruner),
         )
@@ -97,7 +90,7 @@ def open_study(name: str, storage: str, search: SearchSpec | None = None, space:
     except (ImportError, ModuleNotFoundError) as e:
         raise ArchsearchError(f"--storage {storage}: a database driver is missing ({e})") from None
     except Exception as e:  # sqlalchemy OperationalError, ArgumentError, ...
-        raise _storage_error(storage, e) from None
+        raise storage_error(storage, e) from None
 
 
 def _summaries_or_empty(storage: str) -> list:
@@ -111,7 +104,7 @@ def study_summaries(storage: str) -> list:
     try:
         return optuna.get_all_study_summaries(storage=storage, include_best_trial=True)
     except Exception as e:
-        raise _storage_error(storage, e) from None
+        raise storage_error(storage, e) from None
 
 
 def finished_count(study: optuna.Study) -> int:
@@ -128,8 +121,8 @@ class SearchResult:
 class _LiveView:
     """Prints one line a trial: n/N, outcome, best so far, counts, ETA."""
 
-    def __init__(self, study: optuna.Study, target: int, echo) -> None:
-        self.study, self.target, self.echo = study, target, echo
+    def __init__(self, study: optuna.Study, target: int, echo, tag: str = "") -> None:
+        self.study, self.target, self.echo, self.tag = study, target, echo, tag
         self.t0, self.start_finished = time.perf_counter(), finished_count(study)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -146,70 +139,180 @@ class _LiveView:
         reason = trial.user_attrs.get("reason") or trial.system_attrs.get("fail_reason", "")
         what = f"val {val:.4f}" if val is not None else reason.strip().splitlines()[-1][:70] if reason else ""
         best_s = f"best {best.user_attrs['val_metric']:.4f} (#{best.number})" if best else "best -"
+        if status == "surplus":
+            return
         self.echo(
-            f"trial {trial.number:>3} [{n_done}/{self.target}] {status:<11} {what:<24} "
+            f"{self.tag}trial {trial.number:>3} [{n_done}/{self.target}] {status:<11} {what:<24} "
             f"params {trial.user_attrs.get('params', 0):>10,} | {best_s} | {pruned} pruned, {failed} failed | "
             f"ETA {eta / 60:.1f} min"
         )
 
 
-def run_search(space: Space, search: SearchSpec, *, study_name: str, storage: str | None = None,
-               trials: int | None = None, timeout: float | None = None, device: str | None = None,
-               data_dir: str | None = None, echo=print, progress: bool = False) -> SearchResult:
-    """Check the space, open the study, run until `trials` trials have finished (study-wide).
+def space_record(space: Space) -> dict:
+    """What a worker needs to rebuild the space anywhere: stored in the study's user attrs."""
+    return {"data": space.data, "source": space.source or "", "base_dir": str(space.base_dir or ".")}
 
-    `progress` shows the running trial's epoch/batch progress bar (on stderr) between the
-    one-line-a-trial reports."""
+
+def space_from_study(study: optuna.Study) -> Space:
+    """The space a study was created with (`archsearch worker` joins without the YAML file)."""
+    from archsearch.spec.space import space_from_data
+
+    rec = study.user_attrs.get("space")
+    if not isinstance(rec, dict) or "data" not in rec:
+        raise ArchsearchError(f"study {study.study_name} has no stored space (created by an older archsearch or "
+                              "by hand); run `archsearch run SPACE --study NAME` instead")
+    return space_from_data(rec["data"], rec["source"], rec["base_dir"])
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def recover_dead_trials(study: optuna.Study, echo=print) -> int:
+    """Fail RUNNING trials whose worker is gone, and re-queue them (once, by default):
+    heartbeat-stale ones (any machine, after the grace period) and, at once, those of a dead
+    process on this machine (trial user attr `worker` = host:pid)."""
+    import os
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+        optuna.storages.fail_stale_trials(study)
+    host, n = _host(), 0
+    callback = study._storage.get_heartbeat_stale_trial_callback() if hasattr(study._storage, "get_heartbeat_stale_trial_callback") else None
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        where = str(t.user_attrs.get("worker", ""))
+        if not where.startswith(host + ":"):
+            continue
+        pid = int(where.rsplit(":", 1)[1])
+        try:
+            os.kill(pid, 0)
+            continue  # alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        try:
+            study._storage.set_trial_user_attr(t._trial_id, "reason", f"worker {where} died")
+            if study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL) and callback is not None:
+                callback(study, study._storage.get_trial(t._trial_id))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    after = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.number not in before]
+    n = len(after)
+    if n:
+        echo(f"failed {n} trial(s) of dead workers ({', '.join(f'#{t.number}' for t in after)}); "
+             "re-queued to resume from their last epoch checkpoint")
+    return n
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    out = {s: 0 for s in ("finished", "running", "waiting")}
+    for t in study.get_trials(deepcopy=False):
+        if t.state in FINISHED:
+            out["finished"] += 1
+        elif t.state == TrialState.RUNNING:
+            out["running"] += 1
+        elif t.state == TrialState.WAITING:
+            out["waiting"] += 1
+    return out
+
+
+def prepare_study(space: Space, search: SearchSpec, study_name: str,
+                  storage: str | None = None) -> tuple[optuna.Study, str, int]:
+    """Check the whole space, check the studies folder, create or resume the study and store the
+    space in it (for workers that join by name). Returns (study, storage URL, extreme specs checked)."""
     checked, problems = check_space(space)
     if problems:
         from archsearch.errors import SpecError
 
         raise SpecError(problems, space.source)
     storage = storage or search.storage or default_storage(study_name)
+    ensure_writable_dir(STUDIES_DIR / study_name, "checkpoints of the top trials")  # before any trial runs
+    study = open_study(study_name, storage, search, space)
+    if "space" not in study.user_attrs:
+        study.set_user_attr("space", space_record(space))
+    return study, storage, checked
+
+
+def run_search(space: Space, search: SearchSpec, *, study_name: str, storage: str | None = None,
+               trials: int | None = None, timeout: float | None = None, device: str | None = None,
+               data_dir: str | None = None, echo=print, progress: bool = False, worker: str | None = None,
+               poll_seconds: float = 2.0) -> SearchResult:
+    """Check the space, open the study, run trials until `trials` have finished study-wide.
+
+    Several processes (here or on other machines) may run this on the same study: each starts a
+    trial only while finished + running + queued trials are below the target, and a trial that
+    a race started beyond it ends as FAIL with status `surplus` before any training, so the study
+    ends with exactly `trials` finished trials. `progress` shows the running trial's progress
+    bar (stderr) between the one-line-a-trial reports."""
+    import os
+
     target = trials or search.trials
     timeout = timeout if timeout is not None else search.timeout
     dev = resolve_device(device)
-    study = open_study(study_name, storage, search, space)
-    study.set_user_attr("space", space.source or "")
+    study, storage, checked = prepare_study(space, search, study_name, storage)
     study_dir = STUDIES_DIR / study_name
-    ensure_writable_dir(study_dir, "checkpoints of the top trials")
-    done = finished_count(study)
-    echo(f"study {study_name} on {storage}: {done} finished trial(s), target {target}; "
-         f"{len({d.name for d in space.dims})} parameters, {checked} extreme specs checked; device {dev}")
-    if done >= target:
-        return SearchResult(study, done, "trials")
-    objective = Objective(space, study_dir, device=dev, objectives=list(search.objectives),
-                          keep_top_k=search.keep_top_k, data_dir=data_dir, pruner=search.pruner,
-                          progress=progress)
-    stop_reason = {"why": "trials"}
-    streak = {"n": 0}
-
-    def stop_on_target(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if finished_count(study) >= target:
-            study.stop()
-
-    def stop_on_failures(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        bad = trial.state == TrialState.FAIL or trial.user_attrs.get("status") in FAILED_STATES
-        streak["n"] = streak["n"] + 1 if bad else 0
-        if streak["n"] >= search.max_consecutive_failures:
-            stop_reason["why"] = "failures"
-            study.stop()
-
     try:
-        with test_split_forbidden(f"archsearch run (study {study_name})"):
-            study.optimize(objective, timeout=timeout, callbacks=[_LiveView(study, target, echo), stop_on_failures,
-                                                                  stop_on_target], gc_after_trial=True)
-    except KeyboardInterrupt:
-        stop_reason["why"] = "interrupted"
-    if timeout is not None and stop_reason["why"] == "trials" and finished_count(study) < target:
-        stop_reason["why"] = "timeout"
-    if stop_reason["why"] == "failures":
-        raise ArchsearchError(
-            f"stopped after {search.max_consecutive_failures} consecutive failed trials "
-            f"(search.max_consecutive_failures); the last said: "
-            f"{study.trials[-1].user_attrs.get('reason', 'see the trial')}. Fix the space and run again."
-        )
-    return SearchResult(study, finished_count(study), stop_reason["why"])
+        recover_dead_trials(study, echo)
+        c = counts(study)
+        tag = f"[{worker}] " if worker else ""
+        echo(f"{tag}study {study_name} on {storage}: {c['finished']} finished trial(s), target {target}; "
+             f"{len({d.name for d in space.dims})} parameters, {checked} extreme specs checked; device {dev}")
+        if c["finished"] >= target:
+            return SearchResult(study, c["finished"], "trials")
+        me = f"{_host()}:{os.getpid()}"
+        objective = Objective(space, study_dir, device=dev, objectives=list(search.objectives),
+                              keep_top_k=search.keep_top_k, data_dir=data_dir, pruner=search.pruner,
+                              progress=progress, target=target, worker=me)
+        stop_reason = {"why": "trials"}
+        streak = {"n": 0}
+
+        def stop_on_failures(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            if trial.user_attrs.get("status") == "surplus":
+                return
+            bad = trial.state == TrialState.FAIL or trial.user_attrs.get("status") in FAILED_STATES
+            streak["n"] = streak["n"] + 1 if bad else 0
+            if streak["n"] >= search.max_consecutive_failures:
+                stop_reason["why"] = "failures"
+                study.stop()
+
+        view = _LiveView(study, target, echo, tag)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            with test_split_forbidden(f"archsearch run (study {study_name})"):
+                while stop_reason["why"] == "trials":
+                    if deadline is not None and time.monotonic() >= deadline:
+                        stop_reason["why"] = "timeout"
+                        break
+                    c = counts(study)
+                    if c["finished"] >= target:
+                        break
+                    if c["finished"] + c["running"] + c["waiting"] >= target and c["waiting"] == 0:
+                        time.sleep(poll_seconds)  # the rest is running elsewhere; take over if it dies
+                        recover_dead_trials(study, echo)
+                        continue
+                    try:  # (a full gc after each trial frees CUDA memory; on the CPU it only costs time)
+                        study.optimize(objective, n_trials=1, callbacks=[view, stop_on_failures],
+                                       gc_after_trial=dev.type == "cuda", catch=(Surplus,))
+                    except optuna.exceptions.UpdateFinishedTrialError as e:
+                        # another worker failed this trial as heartbeat-stale (optuna#3198): go on
+                        echo(f"{tag}a trial of this worker was failed by another one ({e}); "
+                             "search.heartbeat.grace may be too short")
+        except KeyboardInterrupt:
+            stop_reason["why"] = "interrupted"
+        if stop_reason["why"] == "failures":
+            last = study.trials[-1].user_attrs.get("reason", "see the trial")
+            raise ArchsearchError(
+                f"stopped after {search.max_consecutive_failures} consecutive failed trials "
+                f"(search.max_consecutive_failures); the last said: {last}. Fix the space and run again."
+            )
+        return SearchResult(study, finished_count(study), stop_reason["why"])
+    finally:
+        release(study._storage)
 
 
 def best_ok_trials(study: optuna.Study, k: int = 1) -> list[optuna.trial.FrozenTrial]:

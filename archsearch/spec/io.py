@@ -3,7 +3,9 @@
 YAML is read with PyYAML's safe composer, then walked node by node so that every value keeps its
 line. Three YAML pitfalls are closed here: duplicate keys are errors (PyYAML keeps the last one
 silently), `!!python/...` and other non-standard tags are refused, and `1e-3` is a float (YAML 1.1
-reads it as a string).
+reads it as a string). Hostile input ends as a SpecError too: scalars PyYAML cannot construct
+(`!!int abc`, `0x_`, 5,000-digit ints), nesting beyond 64 levels, and alias bombs (a document that
+expands to more than `MAX_VALUES` values).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ _STANDARD_TAGS = {
     "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null",
 }
+MAX_VALUES = 10_000  # values in a document once aliases are expanded; real specs hold a few hundred
 _FLOAT_RE = re.compile(
     r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"
 )
@@ -47,8 +50,30 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+class _TooLarge(Exception):
+    """The document expands (through aliases) beyond MAX_VALUES; the problem is already recorded."""
+
+
+def _construct(node: yaml.Node, loader: _Loader, loc: Loc, problems: list[Problem]) -> Any:
+    """A scalar's value, or None and a problem where PyYAML's constructor fails with a plain
+    Python error (`!!int abc`, `!!bool maybe`, `0x_`, an int beyond Python's 4300-digit limit)."""
+    try:
+        return loader.construct_object(node)
+    except (ValueError, KeyError, OverflowError):
+        loader.recursive_objects.pop(node, None)  # so an alias of it fails the same way
+        text = str(node.value)
+        text = text if len(text) <= 40 else text[:40] + "..."
+        kind = str(node.tag).rsplit(":", 1)[-1]
+        problems.append(Problem(format_loc(loc), f"cannot read {text!r} as {kind}", *_mark(node)))
+        return None
+
+
 def _walk(node: yaml.Node, loader: _Loader, loc: Loc, lines: LineMap, problems: list[Problem], depth: int = 0) -> Any:
     lines[loc] = _mark(node)
+    if len(lines) > MAX_VALUES:  # every visit adds a location: aliases cannot expand without bound
+        problems.append(Problem(format_loc(loc), f"the document expands to more than {MAX_VALUES:,} values "
+                                "(aliases of aliases?)", *_mark(node)))
+        raise _TooLarge
     if depth > 64:
         problems.append(Problem(format_loc(loc), "nested too deeply (more than 64 levels)", *_mark(node)))
         return None
@@ -63,7 +88,10 @@ def _walk(node: yaml.Node, loader: _Loader, loc: Loc, lines: LineMap, problems: 
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _STANDARD_TAGS:
                 problems.append(Problem(format_loc(loc), "keys must be plain scalars", *_mark(key_node)))
                 continue
-            key = loader.construct_object(key_node)
+            n_problems = len(problems)
+            key = _construct(key_node, loader, (*loc, str(key_node.value)), problems)
+            if len(problems) > n_problems:
+                continue
             if key == "<<":
                 problems.append(Problem(format_loc(loc), "YAML merge keys (<<) are not supported", *_mark(key_node)))
                 continue
@@ -84,7 +112,7 @@ def _walk(node: yaml.Node, loader: _Loader, loc: Loc, lines: LineMap, problems: 
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_walk(v, loader, (*loc, i), lines, problems, depth + 1) for i, v in enumerate(node.value)]
-    return loader.construct_object(node)
+    return _construct(node, loader, loc, problems)
 
 
 def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, LineMap]:
@@ -104,6 +132,8 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, LineMap]:
         raise SpecError([Problem("", f"invalid YAML: {e}")], source) from None
     except RecursionError:
         raise SpecError([Problem("", "invalid YAML: nested too deeply")], source) from None
+    except _TooLarge:
+        raise SpecError(problems[-1:], source) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -176,7 +206,8 @@ def _message(err: Mapping[str, Any]) -> str:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"unknown type {tag!r}{hint} Valid types: {', '.join(valid)}"
     if kind == "union_tag_not_found":
-        return f"missing `type` (one of the valid types: {ctx.get('expected_tags', '')})"
+        tags = ctx.get("expected_tags")  # pydantic gives only the discriminator's name here
+        return f"missing `type` (one of the valid types: {tags})" if tags else "missing `type`"
     if kind == "extra_forbidden":
         return "unknown field"
     if kind == "literal_error":
@@ -243,8 +274,8 @@ def _suggest_fields(problems: list[Problem], data: Mapping[str, Any]) -> None:
         m = re.fullmatch(r"unknown field '(.*)'", p.message)
         if not m:
             continue
-        close = difflib.get_close_matches(m.group(1), schema_fields, n=1, cutoff=0.75)
-        if close:
+        close = [c for c in difflib.get_close_matches(m.group(1), schema_fields, n=2, cutoff=0.75) if c != m.group(1)]
+        if close:  # a field of another section (e.g. `stride` on a flatten) is not a typo
             problems[i] = Problem(p.path, f"{p.message}; did you mean {close[0]!r}?", p.line, p.column)
 
 
@@ -282,9 +313,12 @@ def _resolve_paths(data: dict[str, Any], base: Path | None) -> dict[str, Any]:
 
     def fix(section: Any, key: str, keep: tuple[str, ...] = ()) -> Any:
         if isinstance(section, Mapping) and isinstance(section.get(key), str) and section[key] not in keep:
-            p = Path(section[key]).expanduser()
-            if not p.is_absolute():
-                p = (base / p).resolve()
+            try:
+                p = Path(section[key]).expanduser()
+                if not p.is_absolute():
+                    p = (base / p).resolve()
+            except (RuntimeError, ValueError, OSError):  # `~nosuchuser/...`, an embedded NUL byte
+                return section  # left as written: the file checks report it
             return {**section, key: str(p)}
         return section
 

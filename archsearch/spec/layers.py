@@ -334,6 +334,22 @@ Residual.model_rebuild()
 Repeat.model_rebuild()
 
 
+MAX_LAYERS = 10_000  # layers of a stack with repeats multiplied out: shape checks and builds stay bounded
+
+
+def count_layers(layers: list[LayerBase]) -> int:
+    """Layers in a stack once every repeat is multiplied out (a residual counts with its body)."""
+    n = 0
+    for layer in layers:
+        if isinstance(layer, Repeat):
+            n += layer.n * count_layers(layer.layers)
+        elif isinstance(layer, Residual):
+            n += 1 + count_layers(layer.body)
+        else:
+            n += 1
+    return n
+
+
 def stack_shapes(
     layers: list[LayerBase], shape: Shape, num_classes: int, prefix: tuple[str | int, ...] = ()
 ) -> list[Shape]:

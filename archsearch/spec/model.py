@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from archsearch.spec.base import PositiveInt, Probability, Shape, StrictModel, fmt_shape
-from archsearch.spec.layers import Activation, Init, Layer, ShapeProblem, stack_shapes
+from archsearch.spec.layers import MAX_LAYERS, Activation, Init, Layer, ShapeProblem, count_layers, stack_shapes
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
@@ -109,6 +109,8 @@ def check_shapes(model: ModelSpec) -> list[tuple[tuple[str | int, ...], str]]:
     """Problems (path relative to `model`, message) with shape propagation; [] when it is sound."""
     if model.layers is None:
         return []
+    if count_layers(model.layers) > MAX_LAYERS:  # e.g. `repeat: n: 10**12`, which no shape walk finishes
+        return [(("layers",), f"the stack expands to more than {MAX_LAYERS:,} layers (repeats multiplied out)")]
     try:
         shapes = model.shapes()
     except ShapeProblem as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,8 @@ def parse_bytes(value: Any) -> int:
     """'4GiB' / '512MB' / 1024 → bytes."""
     if isinstance(value, bool):
         raise ValueError("expected a size such as '4GiB'")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"a size must be a finite number, got {value}")
     if isinstance(value, (int, float)):
         if value <= 0:
             raise ValueError("a size must be positive")
@@ -24,6 +27,8 @@ def parse_bytes(value: Any) -> int:
     if not m or m.group(2).lower() not in _UNITS:
         raise ValueError(f"expected a size such as '4GiB' or '512MB', got {value!r}")
     n = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if not math.isfinite(n):
+        raise ValueError(f"a size must be a finite number, got {value!r}")
     if n <= 0:
         raise ValueError("a size must be positive")
     return int(n)
@@ -52,6 +57,23 @@ class Budgets(StrictModel):
         return None if v is None else parse_bytes(v)
 
 
+class HeartbeatSpec(StrictModel):
+    """A running trial writes a heartbeat every `interval` s; one silent for `grace` s counts as
+    dead (its worker was killed): it is failed and re-queued up to `max_retry` times."""
+
+    interval: PositiveInt = 10
+    grace: PositiveInt = 60
+    max_retry: Annotated[int, Field(ge=0)] = 1
+
+    @field_validator("grace")
+    @classmethod
+    def _grace_above_interval(cls, v: int, info: Any) -> int:
+        interval = info.data.get("interval")
+        if interval is not None and v <= interval:
+            raise ValueError(f"grace ({v} s) must exceed interval ({interval} s), or living trials are failed")
+        return v
+
+
 class SearchSpec(StrictModel):
     study: str | None = Field(None, description="study name; default: the spec file's stem")
     storage: str | None = Field(None, description="Optuna storage URL; default sqlite:///studies/<study>.db")
@@ -63,6 +85,7 @@ class SearchSpec(StrictModel):
     budgets: Budgets = Budgets()
     keep_top_k: PositiveInt = 3
     max_consecutive_failures: PositiveInt = 5
+    heartbeat: HeartbeatSpec = HeartbeatSpec()
 
     @field_validator("objectives")
     @classmethod

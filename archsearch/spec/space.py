@@ -54,7 +54,13 @@ def param_name(loc: Loc) -> str:
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite int or float within float range (Optuna and the extreme checks use floats)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond float range, e.g. 10**400
+        return False
 
 
 def parse_dimension(node: Mapping[str, Any], loc: Loc) -> Dimension:
@@ -196,6 +202,14 @@ def load_space(path: Any, overrides: Any = ()) -> Space:
 
     data, lines = load_yaml(path)
     data = apply_overrides(data, overrides, source=str(path))
+    return space_from_data(data, str(path), Path(path).parent, lines)
+
+
+def space_from_data(data: Any, source: str, base_dir: Any, lines: Any = None) -> Space:
+    """A Space from plain data (e.g. stored in a study), checked like load_space."""
+    from pathlib import Path
+
+    path, lines = source, lines or {}
     if not isinstance(data, Mapping):
         raise SpecError([Problem("", f"a spec is a mapping with a `model:` section, got {type(data).__name__}")], str(path))
     dims = dimensions(data, lines, str(path))
@@ -204,7 +218,7 @@ def load_space(path: Any, overrides: Any = ()) -> Space:
         if bad:
             raise SpecError([Problem(param_name(d.loc), "the search section cannot itself be searched",
                                      *lines.get(d.loc, (None, None))) for d in bad], str(path))
-    return Space(data, lines, str(path), Path(path).parent, dims)
+    return Space(data, lines, str(path), Path(base_dir), dims)
 
 
 def _pick(mode: str, target: Dimension | None = None, option: int = 0) -> Suggest:

@@ -101,6 +101,18 @@ def evaluate_source(
     return Evaluation(float(loss_sum) / n, metric_from_confusion(cm, "accuracy"), metric_from_confusion(cm, metric), cm, pred)
 
 
+EPOCH_STATE_VERSION = 1
+
+
+def load_epoch_state(path: Path) -> dict | None:
+    """A state written by fit(epoch_checkpoint=...), or None if missing, unreadable or of another version."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError):
+        return None
+    return state if isinstance(state, dict) and state.get("version") == EPOCH_STATE_VERSION else None
+
+
 def _save_atomic(state: dict, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
@@ -157,13 +169,19 @@ def fit(
     checkpoint: Path | None = None,
     progress: bool = False,
     keep: str = "best",
+    epoch_checkpoint: Path | None = None,
+    resume_from: dict | None = None,
 ) -> FitResult:
     """Train `model` on data.train, validate on data.val after every epoch, keep the best weights.
 
     The best state (by the val metric) is restored into `model` at the end and, when `checkpoint`
     is given, written there (atomically) whenever it improves. `on_epoch` is called with each
     epoch's record and may raise to stop (e.g. Optuna pruning). `keep="last"` keeps the final
-    weights instead (training on train + val, where the val metric is not held out). A non-finite loss raises
+    weights instead (training on train + val, where the val metric is not held out).
+
+    `epoch_checkpoint`: after every epoch, the whole training state (weights, optimizer, schedule,
+    RNG states, history, best so far) is written there atomically; `resume_from` (such a state,
+    loaded with `load_epoch_state`) continues training after its epoch, as if never stopped. A non-finite loss raises
     TrainingError(reason='nan_loss'); the checkpoint then still holds the last good weights.
     """
     if keep not in ("best", "last"):
@@ -186,17 +204,31 @@ def fit(
     loss_fn = nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
     generator = torch.Generator().manual_seed(spec.seed)
     higher_better = spec.early_stopping is None or spec.early_stopping.metric == "val_metric"
-    graphed = GraphedStep(model, optimizer, loss_fn, precision, device, spec.grad_clip) if use_graph else None
 
     history: list[EpochRecord] = []
     best_metric, best_epoch, best_stop_value, stale = -math.inf, 0, None, 0
     best_state: dict[str, torch.Tensor] = {}
     stopped = "completed"
+    step, first_epoch = 0, 1
+    if resume_from is not None:
+        r = resume_from
+        model.load_state_dict(r["model"])
+        optimizer.load_state_dict(r["optimizer"])
+        schedule.load_state_dict(r["schedule"])
+        generator.set_state(r["generator"])
+        torch.set_rng_state(r["torch_rng"])
+        if device.type == "cuda" and r.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(r["cuda_rng"], device)
+        history = [EpochRecord(**h) for h in r["history"]]
+        best_metric, best_epoch, best_stop_value, stale = r["best_metric"], r["best_epoch"], r["best_stop_value"], r["stale"]
+        best_state, step, first_epoch = r["best_state"], r["step"], r["epoch"] + 1
+        if spec.unfreeze is not None and r["epoch"] > spec.unfreeze.after_epochs and isinstance(model, ResNet):
+            set_frozen(model, list(spec.unfreeze.stages or STAGES), frozen=False)
+    graphed = GraphedStep(model, optimizer, loss_fn, precision, device, spec.grad_clip) if use_graph else None
     bar = _Progress(progress, spec.epochs, n_batches)
     t_start = time.perf_counter()
-    step = 0
     try:
-        for epoch in range(1, spec.epochs + 1):
+        for epoch in range(first_epoch, spec.epochs + 1):
             if spec.unfreeze is not None and epoch == spec.unfreeze.after_epochs + 1 and isinstance(model, ResNet):
                 set_frozen(model, list(spec.unfreeze.stages or STAGES), frozen=False)
             model.train()
@@ -259,17 +291,29 @@ def fit(
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
                 if checkpoint is not None:
                     _save_atomic(best_state, checkpoint)
-            if on_epoch is not None:
-                on_epoch(record)
+            stop = False
             if spec.early_stopping is not None:
                 value = ev.metric if higher_better else -ev.loss
                 if best_stop_value is None or value > best_stop_value + 1e-6:
                     best_stop_value, stale = value, 0
                 else:
                     stale += 1
-                    if stale >= spec.early_stopping.patience:
-                        stopped = "early_stopping"
-                        break
+                    stop = stale >= spec.early_stopping.patience
+            if epoch_checkpoint is not None:
+                _save_atomic({
+                    "version": EPOCH_STATE_VERSION, "epoch": epoch, "step": step,
+                    "model": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
+                    "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                    "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                    "history": [asdict(h) for h in history], "best_metric": best_metric, "best_epoch": best_epoch,
+                    "best_state": best_state, "best_stop_value": best_stop_value, "stale": stale,
+                }, epoch_checkpoint)
+            if on_epoch is not None:
+                on_epoch(record)
+            if stop:
+                stopped = "early_stopping"
+                break
     finally:
         bar.close()
     if keep == "last" and history:

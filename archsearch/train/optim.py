@@ -49,7 +49,7 @@ def make_optimizer(model: nn.Module, spec: TrainSpec, capturable: bool = False) 
     if o.name == "sgd":
         return torch.optim.SGD(groups, lr=spec.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
                                weight_decay=spec.weight_decay, fused=True)
-    return torch.optim.RMSprop(groups, lr=spec.lr, momentum=o.momentum, weight_decay=spec.weight_decay)
+    return torch.optim.RMSprop(groups, lr=spec.lr, momentum=o.momentum, weight_decay=spec.weight_decay, foreach=True)
 
 
 class Schedule:
@@ -104,3 +104,9 @@ class Schedule:
     @property
     def lr(self) -> float:
         return float(self.opt.param_groups[-1]["lr"])
+
+    def state_dict(self) -> dict:
+        return {"plateau_scale": self.plateau_scale, "best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.plateau_scale, self.best, self.bad_epochs = state["plateau_scale"], state["best"], state["bad_epochs"]

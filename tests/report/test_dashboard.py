@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from archsearch.errors import ArchsearchError
-from archsearch.report.dashboard import find_target, resolve_storage
+from archsearch.report.dashboard import find_target
+from archsearch.search.storage import resolve_storage
 from archsearch.search import run_search
 from archsearch.spec.search import SearchSpec
 from archsearch.spec.space import load_space

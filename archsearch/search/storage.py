@@ -1,0 +1,116 @@
+"""Optuna storages for one or many workers: SQLite (default) and PostgreSQL, with heartbeats.
+
+- SQLite: the file is switched to write-ahead logging (readers never block the writer, so a
+  dashboard polling the file cannot lock out a search) and every connection waits up to
+  `SQLITE_BUSY_TIMEOUT` seconds for a writer instead of failing with 'database is locked'.
+- PostgreSQL (and other server databases): at most POOL_SIZE pooled connections a process (the
+  trial and its heartbeat thread; no overflow, pre-ping), disposed when the process ends, so K
+  workers hold at most 2K connections (optuna#4449).
+- Both: Optuna heartbeats, so a trial whose worker died (kill -9, power loss) is failed by the
+  next worker that starts or asks for a trial, and re-queued once
+  (RetryHeartbeatStaleTrialCallback) to resume from its last epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import optuna
+
+from archsearch.errors import ArchsearchError
+from archsearch.fs import ensure_writable_dir
+
+STUDIES_DIR = Path("studies")
+SQLITE_BUSY_TIMEOUT = 300.0  # seconds a connection waits for another writer
+HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
+GRACE_PERIOD = 60  # seconds without a heartbeat before a trial counts as dead
+MAX_RETRY = 1  # a dead worker's trial is re-queued this many times
+POOL_SIZE = 2  # server connections a process may hold: the trial's thread and its heartbeat thread
+
+
+def default_storage(study: str, studies_dir: Path = STUDIES_DIR) -> str:
+    return f"sqlite:///{studies_dir / f'{study}.db'}"
+
+
+def resolve_storage(study: str | None, storage: str | None, studies_dir: Path = STUDIES_DIR) -> str:
+    """--storage as given; else studies/<study>.db; else the only studies/*.db (several: an error listing them)."""
+    if storage:
+        return storage
+    if study:
+        return default_storage(study, studies_dir)
+    found = sorted(studies_dir.glob("*.db"))
+    if len(found) == 1:
+        return f"sqlite:///{found[0]}"
+    if not found:
+        raise ArchsearchError(f"no studies in {studies_dir}/ (no *.db); run `archsearch run SPACE` here first, "
+                              "or give --storage URL")
+    names = ", ".join(p.stem for p in found)
+    raise ArchsearchError(f"{len(found)} studies in {studies_dir}/: {names}; pick one with --study NAME "
+                          "(or give --storage URL)")
+
+
+def storage_error(url: str, e: Exception) -> ArchsearchError:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if "upgrade" in text.lower() or "schema" in text.lower():
+        return ArchsearchError(f"--storage {url}: the storage schema is older than this Optuna; run "
+                               f"`optuna storage upgrade --storage {url}` first ({text})")
+    return ArchsearchError(f"--storage {url}: cannot open the storage ({type(e).__name__}: {text})")
+
+
+def _sqlite_wal(url: str) -> None:
+    path = url.removeprefix("sqlite:///")
+    if path in ("", ":memory:"):
+        return
+    ensure_writable_dir(Path(path).parent, f"--storage {url}")
+    try:
+        with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT) as con:
+            con.execute("PRAGMA journal_mode=WAL")  # persistent: stays set in the file
+    except sqlite3.Error as e:
+        raise ArchsearchError(f"--storage {url}: not a usable SQLite file ({e})") from None
+
+
+def make_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL, grace_period: int = GRACE_PERIOD,
+                 max_retry: int = MAX_RETRY, heartbeat: bool = True) -> optuna.storages.RDBStorage:
+    """An RDBStorage for `url` configured as the module docstring says.
+
+    Raises:
+        ArchsearchError: the URL cannot be opened (one line naming it; a missing driver or an old
+            schema say what to do).
+    """
+    import warnings
+
+    if url.startswith("sqlite:///"):
+        _sqlite_wal(url)
+        engine_kwargs: dict = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
+    elif url.startswith("sqlite:"):
+        raise ArchsearchError(f"--storage {url}: a SQLite URL is sqlite:///relative/path.db or sqlite:////abs/path.db")
+    else:
+        engine_kwargs = {"pool_size": POOL_SIZE, "max_overflow": 0, "pool_pre_ping": True}
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.8
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            kw: dict = {}
+            if heartbeat:
+                kw = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
+                      "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
+                          max_retry=max_retry, inherit_intermediate_values=True)}
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kw)
+    except ArchsearchError:
+        raise
+    except (ImportError, ModuleNotFoundError) as e:
+        raise ArchsearchError(f"--storage {url}: a database driver is missing ({e})") from None
+    except Exception as e:  # sqlalchemy OperationalError, ArgumentError, optuna's schema check ...
+        raise storage_error(url, e) from None
+
+
+def release(storage: optuna.storages.BaseStorage) -> None:
+    """Close a storage's connections (engine disposal), e.g. before a worker exits."""
+    storage = getattr(storage, "_backend", storage)  # optuna wraps an RDBStorage in a _CachedStorage
+    engine = getattr(storage, "engine", None)
+    if engine is not None:
+        try:
+            storage.remove_session()  # type: ignore[attr-defined]
+        except Exception:
+            pass
+        engine.dispose()
