@@ -346,7 +346,9 @@ def run(
 
         st = open_study(name, url, create=False)
         done = finished_count(st)
-        stopped = "interrupted" if code in (130, -2) else "trials" if done >= (trials or search.trials) else f"workers exited {code}"
+        target = trials or search.trials
+        stopped = ("interrupted" if code in (130, -2) else "trials" if done >= target
+                   else "timeout" if code == 0 else f"a worker exited with {code}")
         _search_summary(SearchResult(st, done, stopped))
         if code not in (0, 130, -2):
             raise typer.Exit(code if code > 0 else 1)

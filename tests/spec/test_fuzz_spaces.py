@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -28,17 +28,20 @@ from archsearch.spec.io import load_yaml, parse_yaml, validation_problems
 from archsearch.spec.layers import LAYER_TYPES
 from archsearch.spec.space import Dimension, Space, check_space, load_space, space_from_data
 from tests.conftest import EXAMPLES, ROOT
+from tests.spec.test_fuzz import _paths
 
 SPACES = sorted((ROOT / "spaces").glob("*.yaml"))
 SPACE_TEXTS = [p.read_text(encoding="utf-8") for p in SPACES]
 SPACE_DATA = [load_yaml(p)[0] for p in SPACES]
 SPEC_TEXTS = [p.read_text(encoding="utf-8") for p in EXAMPLES]
 
-SECONDS = 2.0  # one load (+ a few extreme checks) of a small file takes milliseconds: slower fails
-HANG = 5.0  # ... and a load still running after this is interrupted, so a hang fails instead of blocking
+SECONDS = 10.0  # a load (+ a few extreme checks) takes milliseconds, 2,000-deep nesting ~1 s on a busy CI machine
+HANG = 30.0  # ... and a load still running after this is interrupted, so a hang fails instead of blocking
 CHECKS = 6  # extreme specs resolved per fuzzed space (check_space's own limit is 200)
 FUZZ = settings(
     deadline=None,  # timed by _outcome instead, with a hard stop for hangs
+    # no explain phase: its line tracer slows the pure-Python YAML parser ~10x on Python 3.11
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
 
@@ -93,16 +96,6 @@ VALUES = st.one_of(
     LAYERS,
     DEEP,
 )
-
-
-def _paths(node: Any, prefix: tuple = ()):
-    yield prefix
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _paths(v, (*prefix, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _paths(v, (*prefix, i))
 
 
 def _typo(key: Any) -> Any:
