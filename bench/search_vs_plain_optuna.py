@@ -125,12 +125,13 @@ def main() -> None:
             ours_s = time.perf_counter() - t0
         finally:
             os.chdir(cwd)
+        o_best = max(t.user_attrs["val_metric"] for t in ours.trials if t.user_attrs.get("status") == "ok")
+        o_finished = finished(ours)  # (read before the temporary storage goes)
     p_best = plain.best_value
-    o_best = max(t.user_attrs["val_metric"] for t in ours.trials if t.user_attrs.get("status") == "ok")
     print(f"budget {args.seconds:.0f} s per side, CPU threads {torch.get_num_threads()}")
     print(f"plain Optuna (example's objective) {finished(plain):4d} trials finished in {plain_s:6.1f} s, best val acc {p_best:.4f}")
-    print(f"archsearch run                     {finished(ours):4d} trials finished in {ours_s:6.1f} s, best val acc {o_best:.4f}")
-    print(f"RATIO trials archsearch / plain = {finished(ours) / max(1, finished(plain)):.2f}x; "
+    print(f"archsearch run                     {o_finished:4d} trials finished in {ours_s:6.1f} s, best val acc {o_best:.4f}")
+    print(f"RATIO trials archsearch / plain = {o_finished / max(1, finished(plain)):.2f}x; "
           f"best accuracy difference {o_best - p_best:+.4f}")
 
 
