@@ -231,8 +231,8 @@ def prepare_study(space: Space, search: SearchSpec, study_name: str,
 
         raise SpecError(problems, space.source)
     storage = storage or search.storage or default_storage(study_name)
-    ensure_writable_dir(STUDIES_DIR / study_name, "checkpoints of the top trials")  # before any trial runs
     study = open_study(study_name, storage, search, space)
+    ensure_writable_dir(STUDIES_DIR / study_name, "checkpoints of the top trials")  # before any trial runs
     if "space" not in study.user_attrs:
         study.set_user_attr("space", space_record(space))
     return study, storage, checked
