@@ -126,6 +126,8 @@ class _LiveView:
         self.t0, self.start_finished = time.perf_counter(), finished_count(study)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.user_attrs.get("status") == "surplus":  # never ran: nothing to report
+            return
         trials = study.get_trials(deepcopy=False)
         n_done = sum(t.state in FINISHED for t in trials)
         pruned = sum(t.state == TrialState.PRUNED for t in trials)
@@ -139,8 +141,6 @@ class _LiveView:
         reason = trial.user_attrs.get("reason") or trial.system_attrs.get("fail_reason", "")
         what = f"val {val:.4f}" if val is not None else reason.strip().splitlines()[-1][:70] if reason else ""
         best_s = f"best {best.user_attrs['val_metric']:.4f} (#{best.number})" if best else "best -"
-        if status == "surplus":
-            return
         self.echo(
             f"{self.tag}trial {trial.number:>3} [{n_done}/{self.target}] {status:<11} {what:<24} "
             f"params {trial.user_attrs.get('params', 0):>10,} | {best_s} | {pruned} pruned, {failed} failed | "
@@ -181,7 +181,7 @@ def recover_dead_trials(study: optuna.Study, echo=print) -> int:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
         optuna.storages.fail_stale_trials(study)
-    host, n = _host(), 0
+    host = _host()
     callback = study._storage.get_heartbeat_stale_trial_callback() if hasattr(study._storage, "get_heartbeat_stale_trial_callback") else None
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         where = str(t.user_attrs.get("worker", ""))
