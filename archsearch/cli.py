@@ -353,6 +353,9 @@ def run(
         if code not in (0, 130, -2):
             raise typer.Exit(code if code > 0 else 1)
         return
+    from archsearch.search.isolation import claim
+
+    claim()  # before any torch work: trials may run in forked processes (search.isolate)
     result = run_search(space, search, study_name=name, storage=storage, trials=trials, timeout=timeout,
                         device=device, data_dir=str(data_dir) if data_dir else None, echo=typer.echo,
                         progress=sys.stderr.isatty())
@@ -376,11 +379,10 @@ def worker(
     from archsearch.search.storage import release
     from archsearch.search.study import space_from_study
 
-    threads = os.environ.get("ARCHSEARCH_THREADS")
-    if threads:
-        import torch
+    from archsearch.search.isolation import claim
 
-        torch.set_num_threads(int(threads))
+    threads = os.environ.get("ARCHSEARCH_THREADS")
+    claim(int(threads) if threads else None)  # before any torch work: trials may run in forked processes
     joined = open_study(study, storage, create=False)
     space = space_from_study(joined)
     release(joined._storage)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import optuna
@@ -26,6 +27,7 @@ SQLITE_BUSY_TIMEOUT = 300.0  # seconds a connection waits for another writer
 HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 60  # seconds without a heartbeat before a trial counts as dead
 MAX_RETRY = 1  # a dead worker's trial is re-queued this many times
+OPEN_ATTEMPTS = 6  # workers starting together on a new storage race to create its schema; the losers retry
 POOL_SIZE = 2  # server connections a process may hold: the trial's thread and its heartbeat thread
 
 
@@ -63,11 +65,27 @@ def _sqlite_wal(url: str) -> None:
     if path in ("", ":memory:"):
         return
     ensure_writable_dir(Path(path).parent, f"--storage {url}")
-    try:
-        with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT) as con:
-            con.execute("PRAGMA journal_mode=WAL")  # persistent: stays set in the file
-    except sqlite3.Error as e:
-        raise ArchsearchError(f"--storage {url}: not a usable SQLite file ({e})") from None
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT) as con:
+                if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    con.execute("PRAGMA journal_mode=WAL")  # persistent: stays set in the file
+            return
+        except sqlite3.OperationalError as e:
+            # switching the mode takes the file exclusively and does not wait for the busy timeout:
+            # another process switching it or creating the schema at the same moment says "locked"
+            if "locked" not in str(e) or attempt == OPEN_ATTEMPTS - 1:
+                raise ArchsearchError(f"--storage {url}: not a usable SQLite file ({e})") from None
+            time.sleep(0.05 * 2 ** attempt)
+        except sqlite3.Error as e:
+            raise ArchsearchError(f"--storage {url}: not a usable SQLite file ({e})") from None
+
+
+def _lost_schema_race(e: Exception) -> bool:
+    """Whether opening failed only because another process created the tables at the same moment
+    (Optuna checks, then creates: 'table ... already exists', a duplicate alembic_version row)."""
+    text = str(e)
+    return "already exists" in text or ("alembic_version" in text and ("UNIQUE" in text or "duplicate" in text))
 
 
 def make_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL, grace_period: int = GRACE_PERIOD,
@@ -87,21 +105,25 @@ def make_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL, grac
         raise ArchsearchError(f"--storage {url}: a SQLite URL is sqlite:///relative/path.db or sqlite:////abs/path.db")
     else:
         engine_kwargs = {"pool_size": POOL_SIZE, "max_overflow": 0, "pool_pre_ping": True}
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.8
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            kw: dict = {}
-            if heartbeat:
-                kw = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
-                      "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
-                          max_retry=max_retry, inherit_intermediate_values=True)}
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kw)
-    except ArchsearchError:
-        raise
-    except (ImportError, ModuleNotFoundError) as e:
-        raise ArchsearchError(f"--storage {url}: a database driver is missing ({e})") from None
-    except Exception as e:  # sqlalchemy OperationalError, ArgumentError, optuna's schema check ...
-        raise storage_error(url, e) from None
+    kw: dict = {}
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.8
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                if heartbeat:
+                    kw = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
+                          "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
+                              max_retry=max_retry, inherit_intermediate_values=True)}
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kw)
+        except ArchsearchError:
+            raise
+        except (ImportError, ModuleNotFoundError) as e:
+            raise ArchsearchError(f"--storage {url}: a database driver is missing ({e})") from None
+        except Exception as e:  # sqlalchemy OperationalError, ArgumentError, optuna's schema check ...
+            if not _lost_schema_race(e) or attempt == OPEN_ATTEMPTS - 1:
+                raise storage_error(url, e) from None
+            time.sleep(0.05 * 2 ** attempt)
+    raise AssertionError("unreachable")
 
 
 def release(storage: optuna.storages.BaseStorage) -> None:
@@ -114,3 +136,4 @@ def release(storage: optuna.storages.BaseStorage) -> None:
         except Exception:
             pass
         engine.dispose()
+

@@ -11,8 +11,9 @@ import optuna
 from optuna.trial import TrialState
 
 from archsearch.data.testsplit import test_split_forbidden
-from archsearch.errors import ArchsearchError
+from archsearch.errors import ArchsearchError, SpecError
 from archsearch.fs import ensure_writable_dir
+from archsearch.search.isolation import exit_reason, fork_trial, unclaim, use_processes, wait_trial
 from archsearch.search.storage import STUDIES_DIR, default_storage, make_storage, release, storage_error
 from archsearch.search.objective import FAILED_STATES, OK, Objective, Surplus
 from archsearch.spec.search import PrunerSpec, SamplerSpec, SearchSpec
@@ -20,26 +21,33 @@ from archsearch.spec.space import Space, check_space
 from archsearch.train.precision import resolve_device
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# isolate: auto gives up the process per trial when the first trials that train are this short (its
+# ~0.2 s would cost more than 10 % of the search; bench/isolation.py)
+AUTO_PROBE_TRIALS, AUTO_MIN_TRIAL_SECONDS = 3, 2.0
 DIRECTIONS = {"val_metric": "maximize", "params": "minimize", "flops": "minimize", "latency": "minimize"}
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # our live view reports each trial, fail reasons included
 
 
-def make_sampler(spec: SamplerSpec, space: Space, multi: bool) -> optuna.samplers.BaseSampler:
+def make_sampler(spec: SamplerSpec, space: Space, multi: bool, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler. It is made anew for every trial (in the worker or in a trial process) with
+    `seed_offset` = the trials already in the study, so a seeded search draws the same sequence
+    either way, and a worker joining later does not repeat the first worker's draws."""
+    seed = None if spec.seed is None else spec.seed + seed_offset
     if spec.name == "tpe":
-        return optuna.samplers.TPESampler(seed=spec.seed, multivariate=True, n_startup_trials=5)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5)
     if spec.name == "random":
-        return optuna.samplers.RandomSampler(seed=spec.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if spec.name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=spec.seed)
-    if spec.name == "qmc":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if spec.name == "qmc":  # a Sobol sequence: its position comes from the storage, the seed scrambles it
         return optuna.samplers.QMCSampler(seed=spec.seed)
     if spec.name == "cmaes":
         import importlib.util
 
         if importlib.util.find_spec("cmaes") is None:
             raise ArchsearchError("search.sampler cmaes needs the `cmaes` package: pip install cmaes")
-        return optuna.samplers.CmaEsSampler(seed=spec.seed)
+        return optuna.samplers.CmaEsSampler(seed=seed)
     grid = {}
     for d in space.dims:
         if d.kind == "choice":
@@ -49,7 +57,7 @@ def make_sampler(spec: SamplerSpec, space: Space, multi: bool) -> optuna.sampler
             grid[d.name] = [type(d.low)(d.low + i * d.step) if d.kind == "float" else int(d.low + i * d.step) for i in range(n)]
         else:
             raise ArchsearchError(f"search.sampler grid: {d.name} is a range without `step`; give a step or a choice")
-    return optuna.samplers.GridSampler(grid, seed=spec.seed)
+    return optuna.samplers.GridSampler(grid, seed=seed)
 
 
 def make_pruner(spec: PrunerSpec) -> optuna.pruners.BasePruner:
@@ -63,7 +71,7 @@ def make_pruner(spec: PrunerSpec) -> optuna.pruners.BasePruner:
 
 
 def open_study(name: str, storage: str, search: SearchSpec | None = None, space: Space | None = None,
-               create: bool = True) -> optuna.Study:
+               create: bool = True, seed_offset: int = 0) -> optuna.Study:
     """Create or resume (load_if_exists) a study with heartbeats (see storage.py), or, with
     create=False, load an existing one for reading; unreachable storages give one clear error."""
     try:
@@ -80,7 +88,7 @@ def open_study(name: str, storage: str, search: SearchSpec | None = None, space:
         return optuna.create_study(
             study_name=name, storage=store, load_if_exists=True,
             directions=[DIRECTIONS[o] for o in search.objectives],
-            sampler=make_sampler(search.sampler, space, multi), pruner=make_pruner(search.pruner),
+            sampler=make_sampler(search.sampler, space, multi, seed_offset), pruner=make_pruner(search.pruner),
         )
     except ArchsearchError:
         raise
@@ -182,7 +190,6 @@ def recover_dead_trials(study: optuna.Study, echo=print) -> int:
         before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
         optuna.storages.fail_stale_trials(study)
     host = _host()
-    callback = study._storage.get_heartbeat_stale_trial_callback() if hasattr(study._storage, "get_heartbeat_stale_trial_callback") else None
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         where = str(t.user_attrs.get("worker", ""))
         if not where.startswith(host + ":"):
@@ -195,18 +202,27 @@ def recover_dead_trials(study: optuna.Study, echo=print) -> int:
             pass
         except PermissionError:
             continue
-        try:
-            study._storage.set_trial_user_attr(t._trial_id, "reason", f"worker {where} died")
-            if study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL) and callback is not None:
-                callback(study, study._storage.get_trial(t._trial_id))
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
+        fail_and_retry(study, t, f"worker {where} died")
     after = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.number not in before]
     n = len(after)
     if n:
         echo(f"failed {n} trial(s) of dead workers ({', '.join(f'#{t.number}' for t in after)}); "
              "re-queued to resume from their last epoch checkpoint")
     return n
+
+
+def fail_and_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> bool:
+    """Record a RUNNING trial whose process is gone as FAIL with `reason`, and re-queue it through
+    the storage's retry callback (once by default; the retry resumes from the epoch checkpoint)."""
+    get_callback = getattr(study._storage, "get_heartbeat_stale_trial_callback", None)
+    callback = get_callback() if get_callback is not None else None
+    try:
+        study._storage.set_trial_user_attr(trial._trial_id, "reason", reason)
+        if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL) and callback is not None:
+            callback(study, study._storage.get_trial(trial._trial_id))
+        return True
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
@@ -227,8 +243,6 @@ def prepare_study(space: Space, search: SearchSpec, study_name: str,
     space in it (for workers that join by name). Returns (study, storage URL, extreme specs checked)."""
     checked, problems = check_space(space)
     if problems:
-        from archsearch.errors import SpecError
-
         raise SpecError(problems, space.source)
     storage = storage or search.storage or default_storage(study_name)
     study = open_study(study_name, storage, search, space)
@@ -276,11 +290,76 @@ def run_search(space: Space, search: SearchSpec, *, study_name: str, storage: st
                 return
             bad = trial.state == TrialState.FAIL or trial.user_attrs.get("status") in FAILED_STATES
             streak["n"] = streak["n"] + 1 if bad else 0
-            if streak["n"] >= search.max_consecutive_failures:
-                stop_reason["why"] = "failures"
-                study.stop()
+            if streak["n"] >= search.max_consecutive_failures:  # the loop below ends (one trial per optimize call;
+                stop_reason["why"] = "failures"                  # study.stop() would raise outside optimize)
 
         view = _LiveView(study, target, echo, tag)
+
+        def stale_message(e: Exception) -> str:  # another worker failed our trial as heartbeat-stale (optuna#3198)
+            return (f"{tag}a trial of this worker was failed by another one ({e}); this worker goes on. "
+                    "If it was not paused or suspended, search.heartbeat.grace may be too short")
+
+        isolated = use_processes(search.isolate, dev.type)
+        if not isolated:
+            unclaim()
+        if isolated and dev.type == "cpu":  # prepared once here, shared copy-on-write by every trial process
+            _prepare_shared_data(space, objective)
+
+        walls: list[float] = []  # auto's probe: wall times of the first trials that trained
+        probing = isolated and search.isolate == "auto"
+
+        def one_trial() -> None:
+            nonlocal isolated, probing
+            if probing and len(walls) == AUTO_PROBE_TRIALS:
+                probing = False  # decided once
+                typical = sorted(walls)[len(walls) // 2]
+                if typical < AUTO_MIN_TRIAL_SECONDS:  # the process would cost more than the trial is worth
+                    isolated = False
+                    unclaim()
+                    echo(f"{tag}trials take {typical:.1f} s here: the next ones run in this process "
+                         "(search.isolate: process keeps a process per trial)")
+            offset = len(study.get_trials(deepcopy=False))
+            if not isolated:  # (a full gc after each trial frees CUDA memory; on the CPU it only costs time)
+                study.sampler = make_sampler(search.sampler, space, len(search.objectives) > 1, offset)
+                study.optimize(objective, n_trials=1, callbacks=[view, stop_on_failures],
+                               gc_after_trial=dev.type == "cuda", catch=(Surplus,))
+                return
+
+            def child() -> int:
+                mine = open_study(study_name, storage, search, space, seed_offset=offset)
+                objective.worker = f"{_host()}:{os.getpid()}"
+                try:
+                    mine.optimize(objective, n_trials=1, callbacks=[view], gc_after_trial=False, catch=(Surplus,))
+                except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as e:
+                    if not taken_over(e):
+                        raise
+                    echo(stale_message(e))
+                finally:
+                    release(mine._storage)
+                return 0
+
+            # no pooled connection crosses the fork (a child must not share the parent's sockets); the
+            # trial process opens its own, this one reconnects when it is back
+            release(study._storage)
+            t0 = time.perf_counter()
+            pid = fork_trial(child)
+            code = wait_trial(pid)
+            wall = time.perf_counter() - t0
+            if code == 130:
+                raise KeyboardInterrupt
+            who = f"{_host()}:{pid}"
+            ran = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == who]
+            if probing and any(t.user_attrs.get("history") for t in ran):  # trials that trained, not those
+                walls.append(wall)                                          # rejected before (over budget, twins)
+            for t in ran:
+                if t.state == TrialState.RUNNING:  # the process died before recording its trial
+                    reason = exit_reason(code)
+                    fail_and_retry(study, t, reason)
+                    echo(f"{tag}trial {t.number:>3} failed: {reason}; re-queued to resume from its last epoch "
+                         "checkpoint")
+                    t = study._storage.get_trial(t._trial_id)
+                stop_on_failures(study, t)
+
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             with test_split_forbidden(f"archsearch run (study {study_name})"):
@@ -295,13 +374,12 @@ def run_search(space: Space, search: SearchSpec, *, study_name: str, storage: st
                         time.sleep(poll_seconds)  # the rest is running elsewhere; take over if it dies
                         recover_dead_trials(study, echo)
                         continue
-                    try:  # (a full gc after each trial frees CUDA memory; on the CPU it only costs time)
-                        study.optimize(objective, n_trials=1, callbacks=[view, stop_on_failures],
-                                       gc_after_trial=dev.type == "cuda", catch=(Surplus,))
-                    except optuna.exceptions.UpdateFinishedTrialError as e:
-                        # another worker failed this trial as heartbeat-stale (optuna#3198): go on
-                        echo(f"{tag}a trial of this worker was failed by another one ({e}); "
-                             "search.heartbeat.grace may be too short")
+                    try:
+                        one_trial()
+                    except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as e:
+                        if not taken_over(e):
+                            raise
+                        echo(stale_message(e))
         except KeyboardInterrupt:
             stop_reason["why"] = "interrupted"
         if stop_reason["why"] == "failures":
@@ -313,6 +391,26 @@ def run_search(space: Space, search: SearchSpec, *, study_name: str, storage: st
         return SearchResult(study, finished_count(study), stop_reason["why"])
     finally:
         release(study._storage)
+
+
+def taken_over(e: Exception) -> bool:
+    """Whether `e` says another worker already finished this worker's trial (failed it as
+    heartbeat-stale): Optuna raises UpdateFinishedTrialError from the trial's own writes, and
+    ValueError("Cannot tell a FAIL trial.") when optimize records the result (optuna#3198)."""
+    return isinstance(e, optuna.exceptions.UpdateFinishedTrialError) or (
+        isinstance(e, ValueError) and str(e).startswith("Cannot tell a "))
+
+
+def _prepare_shared_data(space: Space, objective: Objective) -> None:
+    """Train/val data for trial processes to inherit, when the space does not search the data."""
+    from archsearch.spec.space import _pick
+
+    if any(d.name.startswith("data.") for d in space.dims):
+        return
+    try:
+        objective.data_for(space.resolve(_pick("low")))
+    except (ArchsearchError, SpecError):
+        return  # the trial reports it
 
 
 def best_ok_trials(study: optuna.Study, k: int = 1) -> list[optuna.trial.FrozenTrial]:

@@ -86,6 +86,10 @@ class SearchSpec(StrictModel):
     keep_top_k: PositiveInt = 3
     max_consecutive_failures: PositiveInt = 5
     heartbeat: HeartbeatSpec = HeartbeatSpec()
+    isolate: Literal["auto", "process", "none"] = Field(
+        "auto", description="run each trial in its own forked process (a crash, leak or out-of-memory ends with "
+        "it; about 0.2 s a trial): auto = on the CPU from the command line while trials take 2 s or more, "
+        "process = always (CUDA included), none = trials run in the worker")
 
     @field_validator("objectives")
     @classmethod

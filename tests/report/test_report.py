@@ -33,7 +33,8 @@ from archsearch.train.run import train_run
 from tests.conftest import ROOT
 
 SPACE = ROOT / "spaces" / "digits_cnn.yaml"
-# random sampler, seed 0: trials 0-1 train to the end, 2 is over max_params, 3-5 are pruned after epoch 1
+# random sampler, seed 0 (offset per trial by the trials already in the study): some trials train to
+# the end, one is over max_params, the others are pruned after epoch 1
 OVERRIDES = ["train.epochs=3", "search.sampler.name=random", "search.budgets.max_params=5300",
              "search.pruner={name: median, startup_trials: 2, warmup_epochs: 0}"]
 FIG_DATA = re.compile(r'<script type="application/json" class="figure-data" data-target="([^"]+)">(.*?)</script>', re.S)
@@ -135,20 +136,23 @@ def test_report_figures_hold_the_study_and_bundle_data(searched, tmp_path):
 
     trials = study.trials
     states = [t.user_attrs.get("status", t.state.name.lower()) for t in trials]
-    assert states.count("ok") == 2 and states.count("over_budget") == 1 and states.count("pruned") == 3
+    # the seeded search gives every kind of trial the page draws (the counts follow from the sampler)
+    assert states.count("ok") >= 2 and states.count("over_budget") >= 1 and states.count("pruned") >= 1
+    assert len(states) == 6 and set(states) == {"ok", "over_budget", "pruned"}
     # optimisation history: one point per completed trial that trained (the over-budget one grey apart)
     history = {tr["name"]: tr for tr in figs["optimization-history"]["data"]}
     ok = [t for t in trials if t.user_attrs.get("status") == "ok"]
     assert list(arr(history["val accuracy"]["x"])) == [t.number for t in ok]
     assert np.allclose(arr(history["val accuracy"]["y"]), [t.value for t in ok])
-    assert list(arr(history["Infeasible Trial"]["x"])) == [2]
+    assert list(arr(history["Infeasible Trial"]["x"])) == [t.number for t in trials
+                                                          if t.user_attrs.get("status") == "over_budget"]
     # intermediate values: every trained trial, pruned ones dashed and named with their epoch
     curves = {tr["name"]: tr for tr in figs["intermediate-values"]["data"]}
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     for t in pruned:
         tr = curves[f"trial {t.number} (pruned at epoch 1)"]
         assert tr["line"]["dash"] == "dash" and list(arr(tr["y"])) == [t.intermediate_values[1]]
-    assert np.allclose(arr(curves["trial 1"]["y"]), [r["val_metric"] for r in trials[1].user_attrs["history"]])
+    assert np.allclose(arr(curves[f"trial {ok[0].number}"]["y"]), [r["val_metric"] for r in ok[0].user_attrs["history"]])
     # importances: the parameters that vary between the two trained trials
     bars = figs["param-importances"]["data"][0]
     assert set(bars["y"]) >= {"lr", "optimizer"} and len(bars["y"]) == len(arr(bars["x"]))
@@ -226,8 +230,9 @@ def test_multi_objective_study_has_a_pareto_front(searched):
     assert len(best) == 1 and sorted(arr(best[0]["marker"]["color"]).tolist()) == front
     # no intermediate values in a multi-objective study: the curves come from the histories
     curves = {tr["name"] for tr in figs["intermediate-values"]["data"]}
-    assert len(curves) == sum(bool(t.user_attrs.get("history")) for t in mo.trials) == 5
-    assert sum("pruned at epoch 1" in c for c in curves) == 3
+    trained = [t for t in mo.trials if t.user_attrs.get("status") in ("ok", "pruned")]
+    assert len(curves) == sum(bool(t.user_attrs.get("history")) for t in mo.trials) == len(trained)
+    assert sum("pruned at epoch 1" in c for c in curves) == sum(t.state == TrialState.PRUNED for t in mo.trials) >= 1
 
 
 # -- the command ----------------------------------------------------------------------------------
