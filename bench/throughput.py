@@ -6,7 +6,8 @@ archsearch: prepare_train_val (uint8 tensors on the device, per-batch normalisat
 fp32 and at train.precision=auto (bf16 autocast where the hardware runs it natively).
 
 Both run the same number of optimizer steps on the same model (freshly built with the same seed);
-warm-up steps are excluded. Prints img/s, the ratio to the baseline and the achieved GFLOP/s
+warm-up steps are excluded. Baseline and archsearch (precision=auto) alternate for --repeats rounds
+and the medians are compared: single runs of either side move by 10-20 % on a small shared CPU. Prints img/s, the ratio to the baseline and the achieved GFLOP/s
 (training ≈ 3 × forward FLOPs per image).
 
     python bench/throughput.py                 # CPU, S1 CustomNet and S0 CNN
@@ -16,6 +17,7 @@ warm-up steps are excluded. Prints img/s, the ratio to the baseline and the achi
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -101,19 +103,27 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150, help="timed optimizer steps per configuration")
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--workers", type=int, default=0, help="baseline DataLoader workers (the seeds use 0)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="rounds of (baseline, archsearch auto), interleaved; the medians are reported")
     ap.add_argument("--models", nargs="*", default=list(MODELS))
     ap.add_argument("--compile", action="store_true", help="add a row with train.compile (CUDA graphs on GPU)")
     args = ap.parse_args()
     device = torch.device(args.device)
-    print(f"device {device}  torch {torch.__version__}  threads {torch.get_num_threads()}  steps {args.steps}")
+    print(f"device {device}  torch {torch.__version__}  threads {torch.get_num_threads()}  steps {args.steps}  "
+          f"repeats {args.repeats}")
     with tempfile.TemporaryDirectory() as tmp:
         root = torchvision_root(Path(tmp))
         for name in args.models:
             spec = load_spec(MODELS[name])
             flops = summarize(build_model(spec), spec.model.input_shape).flops
-            base = baseline(spec, device, args.steps, args.warmup, root, args.workers)
+            bases, autos = [], []
+            for r in range(args.repeats):  # interleaved, so a slow spell of the machine hits both sides
+                bases.append(baseline(spec, device, args.steps, args.warmup, root, args.workers))
+                autos.append(archsearch_rate(spec, device, args.steps, "auto"))
+                print(f"{name:13s} round {r + 1}: DataLoader {bases[-1]:7,.0f} img/s, archsearch auto "
+                      f"{autos[-1]:7,.0f} img/s, {autos[-1] / bases[-1]:.2f}x", flush=True)
+            base, auto = statistics.median(bases), statistics.median(autos)
             fp32 = archsearch_rate(spec, device, args.steps, "fp32")
-            auto = archsearch_rate(spec, device, args.steps, "auto")
             rows = [("seeds' DataLoader loop (fp32)", base), ("archsearch fp32", fp32),
                     ("archsearch precision=auto", auto)]
             if args.compile:
@@ -121,7 +131,9 @@ def main() -> None:
             for label, rate in rows:
                 print(f"{name:13s} {label:32s} {rate:9,.0f} img/s  {rate / base:5.2f}x  "
                       f"{3 * flops * rate / 1e9:7.1f} GFLOP/s")
-            print(f"{name:13s} RATIO archsearch(auto) / DataLoader = {auto / base:.2f}x"
+            ratios = sorted(a / b for a, b in zip(autos, bases))
+            print(f"{name:13s} RATIO archsearch(auto) / DataLoader = {auto / base:.2f}x (medians; per round "
+                  f"{min(ratios):.2f}x to {max(ratios):.2f}x)"
                   + (f", with compile {rows[-1][1] / base:.2f}x" if args.compile else ""))
 
 
