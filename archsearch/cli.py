@@ -530,6 +530,41 @@ def report(
     typer.echo(write_report(st, out, bundle))
 
 
+@app.command()
+def insights(
+    study: Annotated[Optional[str], typer.Option(help="study to read (default: the storage's only study)")] = None,
+    storage: StorageOpt = None,
+    epoch: Annotated[int, typer.Option(min=1, help="the early epoch at which every trial that trained is compared")] = 1,
+) -> None:
+    """Which choices mattered: parameter importances, and each value of each discrete parameter
+    at an early epoch (all trials, pruned ones too) and at the end (trials that trained to the end)."""
+    from archsearch.report.insights import choice_rows, importances
+    from archsearch.report.records import metric_name
+
+    st, _ = _open_study_for(study, storage)
+    metric = metric_name(st)
+    imp = importances(st)
+    typer.echo(f"study {st.study_name}: {len(st.trials)} trials")
+    if imp:
+        typer.echo(f"\nparameter importances for {metric} (Optuna's default evaluator, trials that trained to the end)")
+        for name, value in imp.items():
+            typer.echo(f"  {name:<24} {value:6.3f}")
+    else:
+        typer.echo("\nparameter importances: need two trials that trained to the end and a parameter that varies")
+    rows = choice_rows(st, epoch)
+    if not rows:
+        typer.echo("\nno discrete parameter took two values among the trials that trained")
+        return
+
+    def cell(n: int, median: float | None, best: float | None) -> str:
+        return f"{n:>3}  {median:.4f}  {best:.4f}" if n else f"{n:>3}  {'-':>6}  {'-':>6}"
+
+    typer.echo(f"\n{metric} by choice: n, median, best — at epoch {epoch} (every trial that reached it) | at the end")
+    for r in rows:
+        typer.echo(f"  {r.param:<18} {r.value:<30} {cell(r.early_n, r.early_median, r.early_best)} | "
+                   f"{cell(r.final_n, r.final_median, r.final_best)}")
+
+
 def main() -> None:
     """Entry point: run the app; user errors → one line on stderr, exit 2."""
     import signal

@@ -24,30 +24,13 @@ from archsearch.evaluate import evaluate_run, load_run
 from archsearch.evaluate.confused import confused_examples, most_confused
 from archsearch.evaluate.metrics import classification_metrics
 from archsearch.report.write import report_html, write_report
-from archsearch.search import run_search
 from archsearch.spec import parse_spec
-from archsearch.spec.search import SearchSpec
-from archsearch.spec.space import load_space
 from archsearch.train.loop import evaluate_source
 from archsearch.train.run import train_run
-from tests.conftest import ROOT
 
-SPACE = ROOT / "spaces" / "digits_cnn.yaml"
-# random sampler, seed 0 (offset per trial by the trials already in the study): some trials train to
-# the end, one is over max_params, the others are pruned after epoch 1
-OVERRIDES = ["train.epochs=3", "search.sampler.name=random", "search.budgets.max_params=5300",
-             "search.pruner={name: median, startup_trials: 2, warmup_epochs: 0}"]
 FIG_DATA = re.compile(r'<script type="application/json" class="figure-data" data-target="([^"]+)">(.*?)</script>', re.S)
 STUDY_FIGURES = {"optimization-history", "intermediate-values", "param-importances", "parallel-coordinates", "slices"}
 BUNDLE_FIGURES = {"learning-curves", "confusion-counts", "confusion-normalised", "per-class"}
-
-
-def _search(root: Path, name: str, overrides: list[str], trials: int) -> optuna.Study:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        space = load_space(SPACE, overrides)
-        spec = SearchSpec.model_validate(space.section("search"))
-        return run_search(space, spec, study_name=name, trials=trials, echo=lambda s: None).study
 
 
 def _bundle(root: Path, study: optuna.Study) -> SimpleNamespace:
@@ -79,10 +62,9 @@ def _bundle(root: Path, study: optuna.Study) -> SimpleNamespace:
 
 
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    root = tmp_path_factory.mktemp("report")
-    study = _search(root, "t", OVERRIDES, trials=6)
-    return SimpleNamespace(root=root, study=study, bundle=_bundle(root, study))
+def searched(digits_study: SimpleNamespace) -> SimpleNamespace:
+    return SimpleNamespace(root=digits_study.root, study=digits_study.study,
+                           bundle=_bundle(digits_study.root, digits_study.study))
 
 
 def figures(page: str) -> dict[str, dict]:
