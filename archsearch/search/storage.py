@@ -83,9 +83,11 @@ def _sqlite_wal(url: str) -> None:
 
 def _lost_schema_race(e: Exception) -> bool:
     """Whether opening failed only because another process created the tables at the same moment
-    (Optuna checks, then creates: 'table ... already exists', a duplicate alembic_version row)."""
+    (Optuna checks, then creates: 'table ... already exists', a duplicate alembic_version row, or on
+    PostgreSQL a duplicate row in pg_type for a table created twice)."""
     text = str(e)
-    return "already exists" in text or ("alembic_version" in text and ("UNIQUE" in text or "duplicate" in text))
+    return ("already exists" in text or "pg_type_typname_nsp_index" in text
+            or ("alembic_version" in text and ("UNIQUE" in text or "duplicate" in text)))
 
 
 def make_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL, grace_period: int = GRACE_PERIOD,
