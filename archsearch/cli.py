@@ -531,6 +531,47 @@ def report(
 
 
 @app.command()
+def ablate(
+    params: Annotated[str, typer.Option(help="comma-separated discrete parameters of the space, e.g. regularization,activation")],
+    study: Annotated[Optional[str], typer.Option(help="study to read (default: the storage's only study)")] = None,
+    storage: StorageOpt = None,
+    seeds: Annotated[int, typer.Option(min=1, max=20, help="train.seed 0..S-1 for each option")] = 3,
+    device: Annotated[Optional[str], typer.Option(help="cpu | cuda (default: cuda when available)")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="where the dataset files are")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="JSON results (default studies/<study>/ablation.json)")] = None,
+) -> None:
+    """Each option of each named parameter, trained with everything else at the best trial's values,
+    over seeds, compared on the validation split (never test)."""
+    import json
+    import os
+
+    from archsearch.search.ablation import ablate as run_ablation
+    from archsearch.search.storage import STUDIES_DIR
+
+    st, _ = _open_study_for(study, storage)
+    names = [p.strip() for p in params.split(",") if p.strip()]
+    if not names:
+        raise typer.BadParameter("name at least one parameter", param_hint="--params")
+    result = run_ablation(st, names, seeds, device=device, data_dir=str(data_dir) if data_dir else None,
+                          echo=typer.echo)
+    typer.echo(f"\nval metric around trial #{result.best_trial}, {seeds} seed(s) each: mean ± std, "
+               "difference to the best trial's own option")
+    for v in result.variants:
+        ref = next(r for r in result.variants if r.param == v.param and r.is_best)
+        mark = "*" if v.is_best else " "
+        typer.echo(f" {mark}{v.param:<18} {v.option:<32} {v.params:>10,} params  {v.mean:.4f} ± {v.std:.4f}  "
+                   f"{(v.mean - ref.mean) * 100:+6.2f} pp")
+    path = out or STUDIES_DIR / st.study_name / "ablation.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"study": st.study_name, "best_trial": result.best_trial, "seeds": seeds, "variants": [
+        {"param": v.param, "option": v.option, "best_trial_option": v.is_best, "params": v.params,
+         "val": v.values, "mean": v.mean, "std": v.std} for v in result.variants]}, indent=2))
+    os.replace(tmp, path)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
 def insights(
     study: Annotated[Optional[str], typer.Option(help="study to read (default: the storage's only study)")] = None,
     storage: StorageOpt = None,
