@@ -559,7 +559,7 @@ def ablate(
     for v in result.variants:
         ref = next(r for r in result.variants if r.param == v.param and r.is_best)
         mark = "*" if v.is_best else " "
-        typer.echo(f" {mark}{v.param:<18} {v.option:<32} {v.params:>10,} params  {v.mean:.4f} ± {v.std:.4f}  "
+        typer.echo(f" {mark}{v.param:<18} {v.option:<30} {v.params:>10,} params  {v.mean:.4f} ± {v.std:.4f}  "
                    f"{(v.mean - ref.mean) * 100:+6.2f} pp")
     path = out or STUDIES_DIR / st.study_name / "ablation.json"
     path.parent.mkdir(parents=True, exist_ok=True)

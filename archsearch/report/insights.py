@@ -22,7 +22,7 @@ from archsearch.errors import ArchsearchError
 from archsearch.report.records import is_ok, varying_params
 
 MAX_DISCRETE = 6  # an int parameter with at most this many values is compared value by value
-LABEL_CHARS = 40
+LABEL_CHARS = 30  # the width of the option column
 
 
 class ChoiceRow(NamedTuple):
@@ -90,6 +90,10 @@ def option_label(option: object) -> str:
     return str(option)
 
 
+def short(label: str) -> str:
+    return label if len(label) <= LABEL_CHARS else label[:LABEL_CHARS - 1] + "…"
+
+
 def option_labels(study: optuna.Study) -> dict[str, tuple[str, ...]]:
     """Parameter name → a label per option, for the choices Optuna stores by index (lists of
     layers, augmentation lists), read from the space stored with the study."""
@@ -105,8 +109,7 @@ def option_labels(study: optuna.Study) -> dict[str, tuple[str, ...]]:
     out = {}
     for d in space.dims:
         if d.structured:
-            labels = [option_label(c) for c in d.choices]
-            out[d.name] = tuple(x if len(x) <= LABEL_CHARS else x[:LABEL_CHARS - 1] + "…" for x in labels)
+            out[d.name] = tuple(short(option_label(c)) for c in d.choices)
     return out
 
 

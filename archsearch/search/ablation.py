@@ -19,7 +19,7 @@ import optuna
 
 from archsearch.data.testsplit import test_split_forbidden
 from archsearch.errors import ArchsearchError
-from archsearch.report.insights import option_label
+from archsearch.report.insights import option_label, short
 from archsearch.search.resolve import trial_suggest
 from archsearch.search.study import best_ok_trials, space_from_study
 from archsearch.spec.space import Dimension
@@ -52,7 +52,7 @@ def _options(dim: Dimension) -> list[tuple[object, str]]:
     """(the value Optuna stores, label) per option of a discrete dimension."""
     if dim.kind == "choice":
         if dim.structured:
-            return [(i, option_label(c)) for i, c in enumerate(dim.choices)]
+            return [(i, short(option_label(c))) for i, c in enumerate(dim.choices)]
         return [(c, str(c)) for c in dim.choices]
     if dim.kind == "int" and (dim.high - dim.low) / (dim.step or 1) <= 8:
         step = int(dim.step or 1)
