@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "seed_table.json"
@@ -107,7 +108,7 @@ def run_row(row: Row, seeds: list[int], full: bool, device: str | None, data_dir
         "params": per_seed[0]["params"], "seconds_per_epoch": statistics.median(r["seconds_per_epoch"] for r in per_seed),
         "latency_ms_b1": per_seed[0]["latency"].get("ms_per_image_batch1"),
         "latency_ms_b256": per_seed[0]["latency"].get("ms_per_image_batch256"),
-        "device": per_seed[0]["device"], "machine": f"{os.cpu_count()} CPU cores" if per_seed[0]["device"] == "cpu" else per_seed[0]["device"],
+        "device": per_seed[0]["device"], "machine": describe(),
     }
 
 

@@ -31,6 +31,7 @@ from archsearch.data import prepare_train_val
 from archsearch.spec import load_spec
 from archsearch.train import fit, seed_everything
 from fmnist_files import torchvision_root
+from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"S1 CustomNet": ROOT / "examples/s1_customnet.yaml", "S0 CNN": ROOT / "examples/s0_cnn.yaml"}
@@ -109,8 +110,8 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="add a row with train.compile (CUDA graphs on GPU)")
     args = ap.parse_args()
     device = torch.device(args.device)
-    print(f"device {device}  torch {torch.__version__}  threads {torch.get_num_threads()}  steps {args.steps}  "
-          f"repeats {args.repeats}")
+    print(f"{describe()}\ndevice {device}  torch {torch.__version__}  threads {torch.get_num_threads()}  "
+          f"steps {args.steps}  repeats {args.repeats}")
     with tempfile.TemporaryDirectory() as tmp:
         root = torchvision_root(Path(tmp))
         for name in args.models:
