@@ -77,6 +77,7 @@ def ablate(study: optuna.Study, params: list[str], seeds: int = 3, *, device: st
         raise ArchsearchError(f"--params: {', '.join(unknown)} not in the study's space (it has: {', '.join(dims)})")
     plan = [(p, value, label) for p in params for value, label in _options(dims[p])]
     variants: list[Variant] = []
+    done: dict[str, tuple[int, float]] = {}  # the same resolved spec and seed train once (the best's own options)
     with test_split_forbidden(f"archsearch ablate (study {study.study_name})"), tempfile.TemporaryDirectory() as tmp:
         for k, (p, value, label) in enumerate(plan, 1):
             fixed = {**best.params, p: value}
@@ -84,10 +85,16 @@ def ablate(study: optuna.Study, params: list[str], seeds: int = 3, *, device: st
             v = Variant(p, label, best.params.get(p) == value)
             for seed in range(seeds):
                 seeded = spec.model_copy(update={"train": spec.train.model_copy(update={"seed": seed})})
-                run = train_run(seeded, Path(tmp) / f"{k}_{seed}", device=device, data_dir=data_dir, progress=False)
-                v.params = int(run.metrics.get("params", 0))
-                v.values.append(float(run.fit.best_metric))
+                key = seeded.model_dump_json()
+                if key not in done:
+                    run = train_run(seeded, Path(tmp) / f"{k}_{seed}", device=device, data_dir=data_dir, progress=False)
+                    done[key] = (int(run.metrics.get("params", 0)), float(run.fit.best_metric))
+                    how = ""
+                else:
+                    how = " (trained before)"
+                v.params, value_ = done[key]
+                v.values.append(value_)
                 echo(f"[{k}/{len(plan)}] {p} = {label}{' (best trial)' if v.is_best else ''}, seed {seed}: "
-                     f"val {v.values[-1]:.4f}")
+                     f"val {value_:.4f}{how}")
             variants.append(v)
     return Ablation(best.number, variants)

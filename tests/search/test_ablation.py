@@ -45,11 +45,15 @@ def test_unknown_and_continuous_parameters_are_refused(digits_study):
 
 def test_cli_prints_the_table_and_writes_json(digits_study, tmp_path):
     out = tmp_path / "ablation.json"
-    r = subprocess.run([sys.executable, "-m", "archsearch", "ablate", "--study", "t", "--params", "depth",
+    r = subprocess.run([sys.executable, "-m", "archsearch", "ablate", "--study", "t", "--params", "depth,optimizer",
                         "--seeds", "1", "--out", str(out)], cwd=digits_study.root, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
-    assert [v["option"] for v in data["variants"]] == ["1", "2"]
-    assert sum(v["best_trial_option"] for v in data["variants"]) == 1
-    assert "+0.00 pp" in r.stdout  # the best trial's own option is the reference
+    assert [(v["param"], v["option"]) for v in data["variants"]] == [
+        ("depth", "1"), ("depth", "2"), ("optimizer", "adam"), ("optimizer", "sgd")]
+    own = [v for v in data["variants"] if v["best_trial_option"]]
+    assert [v["param"] for v in own] == ["depth", "optimizer"]
+    # the best trial's own options are one and the same network: trained once, reported twice
+    assert own[0]["val"] == own[1]["val"] and r.stdout.count("(trained before)") == 1
+    assert r.stdout.count("+0.00 pp") >= 2  # each parameter's reference
