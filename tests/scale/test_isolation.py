@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -98,6 +99,25 @@ def test_a_killed_trial_process_fails_alone_and_resumes_in_the_same_run(tmp_path
     assert not list((tmp_path / "studies" / "digits_cnn" / "resume").glob("*.pt"))
 
 
+def freeze_outside_a_write(pid: int, db: Path, tries: int = 50) -> None:
+    """SIGSTOP `pid` at a moment it holds no SQLite write lock. Frozen inside a write (a heartbeat
+    every second), it would block every other writer for the busy timeout — what a frozen
+    SQLite writer does to any search, and not what this test is about."""
+    for _ in range(tries):
+        os.kill(pid, signal.SIGSTOP)
+        con = sqlite3.connect(db, timeout=0.5)
+        try:
+            con.execute("BEGIN IMMEDIATE")  # takes the write lock only if nobody holds it
+            con.rollback()
+            return
+        except sqlite3.OperationalError:
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.1)
+        finally:
+            con.close()
+    raise AssertionError(f"process {pid} held the write lock at every one of {tries} tries")
+
+
 @pytest.mark.parametrize("isolate", ["process", "none"])
 def test_a_suspended_trial_taken_over_by_another_worker_does_not_crash_its_own(tmp_path, isolate):
     """optuna#3198: a worker stopped (SIGSTOP) longer than the heartbeat grace has its trial failed
@@ -108,7 +128,7 @@ def test_a_suspended_trial_taken_over_by_another_worker_does_not_crash_its_own(t
     first = start(tmp_path, "--trials", "2", *SLOW, *beat)
     victim = wait_for_running(storage, "digits_cnn", 2)
     child = pid_of(victim)
-    os.kill(child, signal.SIGSTOP)  # frozen: no heartbeat, no progress
+    freeze_outside_a_write(child, tmp_path / "studies" / "digits_cnn.db")  # frozen: no heartbeat, no progress
     try:
         second = cli(tmp_path, "run", str(SPACE), "--trials", "2", *SLOW, *beat, timeout=300)
     finally:
