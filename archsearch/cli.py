@@ -542,9 +542,7 @@ def ablate(
 ) -> None:
     """Each option of each named parameter, trained with everything else at the best trial's values,
     over seeds, compared on the validation split (never test)."""
-    import json
-    import os
-
+    from archsearch.fs import ensure_writable_dir, write_json
     from archsearch.search.ablation import ablate as run_ablation
     from archsearch.search.storage import STUDIES_DIR
 
@@ -552,6 +550,8 @@ def ablate(
     names = [p.strip() for p in params.split(",") if p.strip()]
     if not names:
         raise typer.BadParameter("name at least one parameter", param_hint="--params")
+    path = out or STUDIES_DIR / st.study_name / "ablation.json"
+    ensure_writable_dir(path.parent, "--out")  # before the training, not after it
     result = run_ablation(st, names, seeds, device=device, data_dir=str(data_dir) if data_dir else None,
                           echo=typer.echo)
     typer.echo(f"\nval metric around trial #{result.best_trial}, {seeds} seed(s) each: mean ± std, "
@@ -561,13 +561,9 @@ def ablate(
         mark = "*" if v.is_best else " "
         typer.echo(f" {mark}{v.param:<18} {v.option:<30} {v.params:>10,} params  {v.mean:.4f} ± {v.std:.4f}  "
                    f"{(v.mean - ref.mean) * 100:+6.2f} pp")
-    path = out or STUDIES_DIR / st.study_name / "ablation.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"study": st.study_name, "best_trial": result.best_trial, "seeds": seeds, "variants": [
+    write_json(path, {"study": st.study_name, "best_trial": result.best_trial, "seeds": seeds, "variants": [
         {"param": v.param, "option": v.option, "best_trial_option": v.is_best, "params": v.params,
-         "val": v.values, "mean": v.mean, "std": v.std} for v in result.variants]}, indent=2))
-    os.replace(tmp, path)
+         "val": v.values, "mean": v.mean, "std": v.std} for v in result.variants]})
     typer.echo(f"wrote {path}")
 
 
