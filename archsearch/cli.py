@@ -417,6 +417,10 @@ def best(
     export: Annotated[Optional[Path], typer.Option(help="write the winner's bundle to this new folder")] = None,
     force: Annotated[bool, typer.Option(help="replace an existing --export folder")] = False,
     redo: Annotated[bool, typer.Option(help="re-train and re-evaluate even where results are stored")] = False,
+    epochs: Annotated[Optional[int], typer.Option(
+        min=1, help="re-train for this many epochs (default: each trial's best epoch in the search)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", "-s", help="change the re-trained spec: --set data.train_size=null (repeatable; --retrain full)")] = None,
     device: DeviceOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -425,6 +429,10 @@ def best(
 
     if retrain not in ("full", "reuse"):
         raise ArchsearchError(f"--retrain: expected full or reuse, got {retrain!r}")
+    overrides = list(set_ or []) + ([f"train.epochs={epochs}"] if epochs is not None else [])
+    from archsearch.evaluate.best import check_overrides
+
+    check_overrides(overrides, retrain)
     if export is not None:
         from archsearch.export.bundle import check_target
 
@@ -438,11 +446,13 @@ def best(
 
     st, url = _open_study_for(study, storage)
     typer.echo(f"study {st.study_name} on {url}: re-evaluating the top {top} trial(s), "
-               f"{'1 checkpoint each' if retrain == 'reuse' else f'{seeds} seed(s) each on train+val'}")
+               f"{'1 checkpoint each' if retrain == 'reuse' else f'{seeds} seed(s) each on train+val'}"
+               + (f", with {' '.join(overrides)}" if overrides else ""))
     board = leaderboard(st, study_dir=STUDIES_DIR / st.study_name, top=top, seeds=seeds, retrain=retrain,
                         device=resolve_device(device), data_dir=str(data_dir) if data_dir else None, redo=redo,
-                        echo=typer.echo, progress=sys.stderr.isatty())
-    table = Table(title=f"{st.study_name}: test split, {len(board.seeds)} seed(s) {board.seeds}, retrain {retrain}")
+                        overrides=overrides, echo=typer.echo, progress=sys.stderr.isatty())
+    table = Table(title=f"{st.study_name}: test split, {len(board.seeds)} seed(s) {board.seeds}, retrain {retrain}"
+                  + (f" ({' '.join(overrides)})" if overrides else ""))
     for col in ("rank", "trial", "params", "FLOPs", "val", "test acc", "± std", "95 % CI", "macro-F1", "ms/img"):
         table.add_column(col, justify="right", no_wrap=True)
     for i, e in enumerate(board.entries, 1):

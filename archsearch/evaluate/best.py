@@ -8,7 +8,10 @@ multi-objective study) and each seed:
   weights — no split is used to pick them;
 - `retrain="reuse"`: take the checkpoint the search kept for the trial (one "seed": its own);
 
-then evaluate once on the test split (fp32). Each (trial, mode, seed) result is stored in
+then evaluate once on the test split (fp32). `overrides` (`key=value`, as `--set`) change the
+re-trained spec after that — e.g. `train.epochs=30` and `data.train_size=null` to train the
+finalists of a short, subset-sized search at full length; their results go to their own folder,
+studies/<study>/best-<overrides>/. Each (trial, mode, seed) result is stored in
 studies/<study>/best/results.json with its weights beside it, and a summary in the study's user
 attrs (`test:trial_<n>`; Optuna refuses to change a finished trial's attrs), so a repeated call
 reuses them unless `redo`. The entries are ranked by mean test accuracy; the winner is compared
@@ -19,8 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,6 +42,7 @@ from archsearch.evaluate.metrics import classification_metrics
 from archsearch.evaluate.stats import PairedTest, Spread, paired_test, spread
 from archsearch.fs import ensure_writable_dir, write_json
 from archsearch.spec import parse_spec
+from archsearch.spec.io import apply_overrides
 from archsearch.spec.root import Spec
 from archsearch.train.loop import evaluate_source, fit, seed_everything
 
@@ -93,10 +98,11 @@ class Leaderboard:
     entries: list[Entry]  # best first
     comparison: PairedTest | None  # winner vs runner-up
     folder: Path
+    overrides: list[str] = field(default_factory=list)  # `--set` applied to every re-trained spec
 
     def as_json(self) -> dict:
         return {
-            "study": self.study, "retrain": self.retrain, "seeds": self.seeds,
+            "study": self.study, "retrain": self.retrain, "seeds": self.seeds, "overrides": self.overrides,
             "entries": [{"trial": e.trial, "params": e.params, "flops": e.flops, "val_metric": e.val_metric,
                          "latency_ms": e.latency_ms, "test_accuracy": asdict(e.accuracy), "macro_f1": e.macro_f1,
                          "per_seed": [{"seed": r.seed, "accuracy": r.accuracy, "macro_f1": r.macro_f1} for r in e.runs]}
@@ -119,13 +125,15 @@ def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
     return ranked[:k]
 
 
-def retrain_spec(trial: FrozenTrial, seed: int) -> Spec:
+def retrain_spec(trial: FrozenTrial, seed: int, overrides: Sequence[str] = ()) -> Spec:
     """The trial's resolved spec set up for re-training: the epochs the search selected, no early
-    stopping (nothing held out to stop on), the given seed."""
+    stopping (nothing held out to stop on), the given seed; then `overrides` (`key=value`)."""
     data = json.loads(json.dumps(trial.user_attrs["spec"]))
     train = data.setdefault("train", {})
     epochs = int(trial.user_attrs.get("best_epoch") or train.get("epochs", 1))
     train.update(epochs=max(1, epochs), seed=seed, early_stopping=None)
+    data = apply_overrides(data, overrides, source="--set")
+    train = data["train"]
     if train.get("warmup_epochs", 0) >= train["epochs"]:
         train["warmup_epochs"] = 0.0
     if train.get("unfreeze") and train["unfreeze"]["after_epochs"] >= train["epochs"]:
@@ -135,6 +143,28 @@ def retrain_spec(trial: FrozenTrial, seed: int) -> Spec:
 
 def _hash(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_overrides(overrides: Sequence[str], retrain: str) -> list[str]:
+    """`--set` for `best`: only with --retrain full, and never the seed (--seeds sets it)."""
+    overrides = list(overrides)
+    if overrides and retrain != "full":
+        raise ArchsearchError("--set changes the re-trained spec, so it needs --retrain full "
+                              "(--retrain reuse evaluates the search's own checkpoint)")
+    for item in overrides:
+        if item.partition("=")[0].strip() in ("train.seed", "train"):
+            raise ArchsearchError(f"--set {item}: the seeds come from --seeds (the trial's seed, +1, +2, ...)")
+    return overrides
+
+
+def results_folder(study_dir: Path, overrides: Sequence[str]) -> Path:
+    """studies/<study>/best, or best-<overrides> for re-trainings changed by `--set`."""
+    if not overrides:
+        return study_dir / "best"
+    slug = re.sub(r"[^A-Za-z0-9._=-]+", "-", "_".join(overrides)).strip("-")
+    if len(slug) > 60:
+        slug = slug[:48].rstrip("-_") + "-" + _hash(list(overrides))[:8]
+    return study_dir / f"best-{slug}"
 
 
 class _Store:
@@ -191,14 +221,17 @@ def evaluate_model(model: torch.nn.Module, spec: Spec, source: BatchSource, clas
 
 def leaderboard(
     study: optuna.Study, *, study_dir: Path, top: int = 3, seeds: int = 3, retrain: str = "full",
-    device: torch.device, data_dir: str | None = None, redo: bool = False,
+    device: torch.device, data_dir: str | None = None, redo: bool = False, overrides: Sequence[str] = (),
     echo: Callable[[str], None] = print, progress: bool = False,
 ) -> Leaderboard:
     """Re-evaluate the top trials (see the module docstring) and rank them by mean test accuracy."""
     if retrain not in ("full", "reuse"):
         raise ArchsearchError(f"--retrain: expected full or reuse, got {retrain!r}")
+    overrides = check_overrides(overrides, retrain)
     trials = top_trials(study, top)
-    folder = study_dir / "best"
+    for t in trials if overrides else ():
+        retrain_spec(t, 0, overrides)  # a bad --set fails here, before hours of training
+    folder = results_folder(study_dir, overrides)
     ensure_writable_dir(folder, "results of `archsearch best`")
     store = _Store(folder)
     tests = _TestData(device, data_dir)
@@ -208,7 +241,7 @@ def leaderboard(
         seed_list = [base_seed] if retrain == "reuse" else [base_seed + i for i in range(seeds)]
         runs, meta = [], {}
         for i, seed in enumerate(seed_list):
-            spec = retrain_spec(trial, seed) if retrain == "full" else parse_spec(trial.user_attrs["spec"])
+            spec = retrain_spec(trial, seed, overrides) if retrain == "full" else parse_spec(trial.user_attrs["spec"])
             spec_hash = _hash([spec.model_dump(mode="json"), retrain])
             cached = None if redo else store.get(trial.number, retrain, seed, spec_hash)
             label = f"trial #{trial.number} ({rank}/{len(trials)}) seed {seed}"
@@ -233,8 +266,9 @@ def leaderboard(
             runs=runs, classes=first.data_info.get("classes", []),
             normalization=first.data_info.get("normalization", {}),
         ))
-        study.set_user_attr(f"test:trial_{trial.number}", {
-            "retrain": retrain, "seeds": [r.seed for r in runs], "accuracy": [r.accuracy for r in runs],
+        study.set_user_attr(f"test:trial_{trial.number}" + (f":{folder.name}" if overrides else ""), {
+            "retrain": retrain, "overrides": overrides, "seeds": [r.seed for r in runs],
+            "accuracy": [r.accuracy for r in runs],
             "macro_f1": [r.macro_f1 for r in runs], "fingerprint": first.test_fingerprint})
     entries.sort(key=lambda e: (-e.accuracy.mean, -e.val_metric, e.trial))
     comparison = None
@@ -245,7 +279,7 @@ def leaderboard(
             acc = lambda e: [next(r.accuracy for r in e.runs if r.seed == s) for s in shared]  # noqa: E731
             comparison = paired_test(acc(a), acc(b))
     used = sorted({r.seed for e in entries for r in e.runs})
-    board = Leaderboard(study.study_name, retrain, used, entries, comparison, folder)
+    board = Leaderboard(study.study_name, retrain, used, entries, comparison, folder, overrides)
     write_json(folder / "leaderboard.json", board.as_json())
     return board
 

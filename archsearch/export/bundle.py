@@ -104,7 +104,7 @@ def write_bundle(board: Leaderboard, study: optuna.Study, out: Path, *, force: b
                                          "n": entry.accuracy.n},
             "per_seed": [{"seed": r.seed, "accuracy": r.accuracy, "macro_f1": r.macro_f1, "epochs": r.epochs,
                           "seconds": r.seconds} for r in entry.runs],
-            "export": {"seed": run.seed, "retrain": board.retrain, "epochs": run.epochs,
+            "export": {"seed": run.seed, "retrain": board.retrain, "epochs": run.epochs, "overrides": board.overrides,
                        "device_measured": "cpu", "precision": "fp32", "parity": parity},
             "data": run.data_info, "history": trial.user_attrs.get("history", []), "retrain_history": run.history,
             "search": search_budget(study), "leaderboard": board.as_json(), "versions": versions(),

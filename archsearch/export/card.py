@@ -45,7 +45,7 @@ Classes: {classes}.
 - Dataset: {data.get('dataset', '?')} ({data.get('source', '')}); test split: {data.get('test_split', '?')},
   {m['test']['n']} images, fingerprint `{m['test_fingerprint'][:16]}` (sha256 of the samples and labels).
 - Training for these weights: {'train + val re-training, ' + str(sizes.get('train', '?')) + ' images' if ex['retrain'] == 'full' else 'the search checkpoint (train split, best epoch on val)'};
-  {ex['epochs']} epochs (the search's best epoch), seed {ex['seed']}.
+  {ex['epochs']} epochs ({"set by `archsearch best --set " + ' --set '.join(ex['overrides']) + "`" if ex.get('overrides') else "the search's best epoch"}), seed {ex['seed']}.
 - The test split was read only by `archsearch best` / this export, never during the search.
 
 ## Search

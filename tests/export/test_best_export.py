@@ -142,6 +142,28 @@ def test_a_repeated_best_reuses_stored_results_and_export_refuses_an_existing_fo
     assert (work / "out" / "model.ts").is_file()
 
 
+def test_best_with_set_retrains_the_finalists_as_told_in_their_own_folder(exported):
+    """Search short, re-train the finalists longer: `--epochs` / `--set` change the re-trained spec;
+    those results are stored apart from the plain `best` ones, and the export records the setting."""
+    work, _ = exported
+    plain = (work / "studies" / "digits_cnn" / "best" / "leaderboard.json").read_bytes()
+    out = cli(work, "best", "--top", "1", "--seeds", "1", "--epochs", "6", "--set", "train.batch_size=32",
+              "--export", "long")
+    assert out.returncode == 0, out.stderr
+    folder = work / "studies" / "digits_cnn" / "best-train.batch_size=32_train.epochs=6"
+    board = json.loads((folder / "leaderboard.json").read_text())
+    assert board["overrides"] == ["train.batch_size=32", "train.epochs=6"]
+    run = json.loads((folder / "results.json").read_text())["runs"]
+    (only,) = run.values()
+    assert only["epochs"] == 6 and len(only["history"]) == 6
+    assert (work / "studies" / "digits_cnn" / "best" / "leaderboard.json").read_bytes() == plain
+    metrics = json.loads((work / "long" / "metrics.json").read_text())
+    assert metrics["export"]["overrides"] == board["overrides"] and metrics["best_epoch"] == 6
+    spec = (work / "long" / "spec.yaml").read_text()
+    assert "epochs: 6" in spec and "batch_size: 32" in spec
+    assert "--set train.batch_size=32" in (work / "long" / "README.md").read_text()
+
+
 def test_bad_input_is_one_clear_error(searched, tmp_path):
     out = cli(searched, "best", "--study", "nope")
     assert out.returncode == 2 and "digits_cnn" in out.stderr and "Traceback" not in out.stderr
@@ -155,6 +177,12 @@ def test_bad_input_is_one_clear_error(searched, tmp_path):
     assert out.returncode == 2 and "--retrain" in out.stderr
     out = cli(searched, "reproduce", str(tmp_path))
     assert out.returncode == 2 and "not an export bundle" in out.stderr
+    folders = set((searched / "studies" / "digits_cnn").iterdir())
+    for args, says in ((["--set", "train.seed=4"], "--seeds"), (["--retrain", "reuse", "--epochs", "3"], "--retrain full"),
+                       (["--set", "train.lr=fast"], "train.lr"), (["--set", "nonsense"], "key=value")):
+        out = cli(searched, "best", "--study", "digits_cnn", *args)
+        assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+    assert set((searched / "studies" / "digits_cnn").iterdir()) == folders  # nothing half-written
     assert not list(searched.glob(".bundle.*")) and not list(searched.glob("a_file*/"))
 
 
