@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 from archsearch.data.testsplit import held_out_reads, load_test
-from archsearch.errors import TestSplitAccessError
+from archsearch.errors import ArchsearchError, TestSplitAccessError
 from archsearch.search import run_search
 from archsearch.spec.search import SearchSpec
 from archsearch.spec.space import load_space
@@ -177,11 +177,19 @@ def test_bad_input_is_one_clear_error(searched, tmp_path):
     assert out.returncode == 2 and "--retrain" in out.stderr
     out = cli(searched, "reproduce", str(tmp_path))
     assert out.returncode == 2 and "not an export bundle" in out.stderr
+
+
+def test_bad_best_settings_are_refused_before_any_work(searched, monkeypatch):
+    from typer.testing import CliRunner
+
+    from archsearch.cli import app
+
+    monkeypatch.chdir(searched)
     folders = set((searched / "studies" / "digits_cnn").iterdir())
     for args, says in ((["--set", "train.seed=4"], "--seeds"), (["--retrain", "reuse", "--epochs", "3"], "--retrain full"),
                        (["--set", "train.lr=fast"], "train.lr"), (["--set", "nonsense"], "key=value")):
-        out = cli(searched, "best", "--study", "digits_cnn", *args)
-        assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+        result = CliRunner().invoke(app, ["best", "--study", "digits_cnn", *args])
+        assert isinstance(result.exception, ArchsearchError) and says in str(result.exception), (args, result.exception)
     assert set((searched / "studies" / "digits_cnn").iterdir()) == folders  # nothing half-written
     assert not list(searched.glob(".bundle.*")) and not list(searched.glob("a_file*/"))
 
