@@ -139,7 +139,9 @@ class _LiveView:
         trials = study.get_trials(deepcopy=False)
         n_done = sum(t.state in FINISHED for t in trials)
         pruned = sum(t.state == TrialState.PRUNED for t in trials)
-        failed = sum(t.state == TrialState.FAIL or t.user_attrs.get("status") in FAILED_STATES for t in trials)
+        over = sum(t.user_attrs.get("status") == "over_budget" for t in trials)  # skipped by design, not failures
+        failed = sum((t.state == TrialState.FAIL or t.user_attrs.get("status") in FAILED_STATES)
+                     and t.user_attrs.get("status") != "over_budget" for t in trials)
         ok = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("status") == OK]
         best = max(ok, key=lambda t: t.user_attrs["val_metric"], default=None)
         rate = (time.perf_counter() - self.t0) / max(1, n_done - self.start_finished)
@@ -151,7 +153,8 @@ class _LiveView:
         best_s = f"best {best.user_attrs['val_metric']:.4f} (#{best.number})" if best else "best -"
         self.echo(
             f"{self.tag}trial {trial.number:>3} [{n_done}/{self.target}] {status:<11} {what:<24} "
-            f"params {trial.user_attrs.get('params', 0):>10,} | {best_s} | {pruned} pruned, {failed} failed | "
+            f"params {trial.user_attrs.get('params', 0):>10,} | {best_s} | {pruned} pruned, "
+            + (f"{over} over budget, " if over else "") + f"{failed} failed | "
             f"ETA {eta / 60:.1f} min"
         )
 

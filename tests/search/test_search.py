@@ -20,11 +20,11 @@ from tests.conftest import ROOT
 SPACE = ROOT / "spaces" / "digits_cnn.yaml"
 
 
-def search(tmp_path, monkeypatch, *overrides, trials=None, storage=None):
+def search(tmp_path, monkeypatch, *overrides, trials=None, storage=None, echo=lambda s: None):
     monkeypatch.chdir(tmp_path)
     space = load_space(SPACE, list(overrides))
     spec = SearchSpec.model_validate(space.section("search"))
-    return run_search(space, spec, study_name="t", trials=trials, storage=storage, echo=lambda s: None).study
+    return run_search(space, spec, study_name="t", trials=trials, storage=storage, echo=echo).study
 
 
 @pytest.mark.parametrize(("pruner", "expect_pruned"), [("median", True), ("none", False)])
@@ -45,11 +45,14 @@ def test_median_pruner_prunes_and_none_does_not(tmp_path, monkeypatch, pruner, e
 
 def test_budgets_reject_before_training_and_feed_the_sampler(tmp_path, monkeypatch):
     # widths 8..32 and depth 1..2 give 1.4k..15k parameters; the budget sits in between
+    lines: list[str] = []
     study = search(tmp_path, monkeypatch, "search.budgets.max_params=4000", "search.budgets.gpu_memory=40MB",
-                   "train.epochs=2", "search.sampler.name=random", trials=10)
+                   "train.epochs=2", "search.sampler.name=random", trials=10, echo=lines.append)
     rejected = [t for t in study.trials if t.user_attrs.get("status") == "over_budget"]
     ok = [t for t in study.trials if t.user_attrs.get("status") == "ok"]
     assert rejected and ok
+    last = [line for line in lines if line.startswith("trial")][-1]
+    assert f"{len(rejected)} over budget, 0 failed" in last  # skipped by design, not counted as failures
     for t in ok:
         assert t.user_attrs["params"] <= 4000 and t.user_attrs["memory_bytes"] <= 40e6
         assert t.system_attrs["constraints:feasibility"] == 0.0
