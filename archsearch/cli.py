@@ -450,7 +450,7 @@ def best(
                + (f", with {' '.join(overrides)}" if overrides else ""))
     board = leaderboard(st, study_dir=STUDIES_DIR / st.study_name, top=top, seeds=seeds, retrain=retrain,
                         device=resolve_device(device), data_dir=str(data_dir) if data_dir else None, redo=redo,
-                        overrides=overrides, echo=typer.echo, progress=sys.stderr.isatty())
+                        overrides=overrides, echo=typer.echo, progress=True)  # a bar on a terminal, else epoch lines
     table = Table(title=f"{st.study_name}: test split, {len(board.seeds)} seed(s) {board.seeds}, retrain {retrain}"
                   + (f" ({' '.join(overrides)})" if overrides else ""))
     for col in ("rank", "trial", "params", "FLOPs", "val", "test acc", "± std", "95 % CI", "macro-F1", "ms/img"):
@@ -482,7 +482,7 @@ def reproduce(
     from archsearch.export import reproduce as run_reproduce
 
     r = run_reproduce(bundle, device=device, data_dir=str(data_dir) if data_dir else None, tolerance=tolerance,
-                      progress=sys.stderr.isatty())
+                      progress=True)
     typer.echo(f"test accuracy {r.got:.4f} vs {r.expected:.4f} in {bundle / 'metrics.json'} "
                f"(difference {100 * r.diff:+.2f} pp, tolerance {100 * tolerance:.2f} pp); same test split: "
                f"{'yes' if r.fingerprint_match else 'NO'}; training took {r.seconds:.1f} s")

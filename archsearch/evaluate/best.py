@@ -249,6 +249,8 @@ def leaderboard(
                 echo(f"{label}: test accuracy {cached.accuracy:.4f} (stored)")
                 runs.append(cached)
             else:
+                echo(f"{label}: " + (f"re-training {spec.train.epochs} epochs on train+val" if retrain == "full"
+                                     else "evaluating the search's checkpoint") + " ...")
                 run = _run_seed(trial, spec, spec_hash, retrain, study_dir, folder, tests, device, data_dir, progress)
                 store.put(trial.number, retrain, run)
                 echo(f"{label}: {'re-trained ' + str(run.epochs) + ' epochs on train+val, ' if retrain == 'full' else ''}"

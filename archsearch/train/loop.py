@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -120,11 +121,13 @@ def _save_atomic(state: dict, path: Path) -> None:
 
 
 class _Progress:
-    """A rich progress bar over all batches of the run, plus one line a finished epoch."""
+    """A rich progress bar over all batches of the run, plus one line a finished epoch. Where
+    stderr is not a terminal (a log file, nohup, CI) only the epoch lines are written, flushed."""
 
     def __init__(self, enabled: bool, epochs: int, batches: int) -> None:
         self.enabled = enabled
-        if not enabled:
+        self.lines_only = enabled and not sys.stderr.isatty()
+        if not enabled or self.lines_only:
             return
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -143,18 +146,21 @@ class _Progress:
         self.bar.start()
 
     def update(self, advance: int, **fields: object) -> None:
-        if self.enabled:
+        if self.enabled and not self.lines_only:
             self.bar.update(self.task, advance=advance, **fields)
 
     def epoch_line(self, r: EpochRecord, metric: str) -> None:
-        if self.enabled:
-            self.bar.console.print(
-                f"epoch {r.epoch}: train loss {r.train_loss:.4f} acc {r.train_acc:.4f} | val loss {r.val_loss:.4f} "
-                f"acc {r.val_acc:.4f} {metric} {r.val_metric:.4f} | lr {r.lr:.2e} | {r.seconds:.1f}s {r.img_per_s:,.0f} img/s"
-            )
+        if not self.enabled:
+            return
+        line = (f"epoch {r.epoch}: train loss {r.train_loss:.4f} acc {r.train_acc:.4f} | val loss {r.val_loss:.4f} "
+                f"acc {r.val_acc:.4f} {metric} {r.val_metric:.4f} | lr {r.lr:.2e} | {r.seconds:.1f}s {r.img_per_s:,.0f} img/s")
+        if self.lines_only:
+            print(line, file=sys.stderr, flush=True)
+        else:
+            self.bar.console.print(line)
 
     def close(self) -> None:
-        if self.enabled:
+        if self.enabled and not self.lines_only:
             self.bar.stop()
 
 

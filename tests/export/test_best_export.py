@@ -150,6 +150,8 @@ def test_best_with_set_retrains_the_finalists_as_told_in_their_own_folder(export
     out = cli(work, "best", "--top", "1", "--seeds", "1", "--epochs", "6", "--set", "train.batch_size=32",
               "--export", "long")
     assert out.returncode == 0, out.stderr
+    assert "seed 0: re-training 6 epochs on train+val ..." in out.stdout
+    assert out.stderr.count("epoch 6: train loss") == 1  # not a terminal: one line an epoch, no bar
     folder = work / "studies" / "digits_cnn" / "best-train.batch_size=32_train.epochs=6"
     board = json.loads((folder / "leaderboard.json").read_text())
     assert board["overrides"] == ["train.batch_size=32", "train.epochs=6"]
