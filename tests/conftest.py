@@ -12,6 +12,31 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 
+def running_trials(db: Path, trained: bool = False) -> list[int]:
+    """Numbers of the RUNNING trials in an Optuna SQLite file (with `trained`: only those that
+    finished an epoch), read with one short read-only query: a poll every fraction of a second
+    must not build a storage (engine, schema checks) each time. [] while the file or its tables
+    are not there yet or the file is busy."""
+    import sqlite3
+
+    if not db.exists():
+        return []
+    query = "SELECT number FROM trials WHERE state = 'RUNNING'"
+    if trained:
+        query += (" AND trial_id IN (SELECT trial_id FROM trial_user_attributes WHERE key = 'history'"
+                  " AND value_json != '[]')")
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0)
+    except sqlite3.Error:
+        return []
+    try:
+        return [n for (n,) in con.execute(query)]
+    except sqlite3.Error:
+        return []
+    finally:
+        con.close()
+
+
 @pytest.fixture(scope="session")
 def _weights_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A TORCH_HOME whose hub cache holds (randomly initialised) resnet18/50 checkpoints under the

@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import TrialState
 
 from archsearch.search.storage import POOL_SIZE
-from tests.conftest import ROOT
+from tests.conftest import ROOT, running_trials
 from tests.scale.conftest import connections
 
 SPACE = ROOT / "spaces" / "digits_cnn.yaml"
@@ -164,22 +164,20 @@ def test_a_killed_worker_trial_is_failed_and_retried_on_restart(tmp_path):
 
 def test_sigterm_ends_the_running_trial_as_fail(tmp_path):
     storage = f"sqlite:///{tmp_path / 'studies' / 'digits_cnn.db'}"
+    # a trial far longer than the test waits: the signal lands mid-trial, not in the grace second
+    # in which a trial process may still finish on its own
     proc = subprocess.Popen([sys.executable, "-m", "archsearch", "run", str(SPACE), "--trials", "2",
-                             "--set", "train.epochs=60", "--set", "search.pruner.name=none"],
+                             "--set", "train.epochs=1000", "--set", "search.pruner.name=none"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    running = False
-    while not running and time.monotonic() < deadline:
+    running: list[int] = []
+    while not running and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.3)
-        try:
-            study = optuna.load_study(study_name="digits_cnn", storage=storage)
-            running = any(t.user_attrs.get("history") for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-        except Exception:
-            continue
-    assert running
+        running = running_trials(tmp_path / "studies" / "digits_cnn.db", trained=True)
+    assert running, proc.stderr.read() if proc.poll() is not None else "no trial trained an epoch in 120 s"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err
     study = optuna.load_study(study_name="digits_cnn", storage=storage)
     assert not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    assert study.trials[-1].state == TrialState.FAIL
+    assert study.trials[running[0]].state == TrialState.FAIL

@@ -15,7 +15,7 @@ from archsearch.search import run_search
 from archsearch.spec import load_spec
 from archsearch.spec.search import SearchSpec
 from archsearch.spec.space import check_space, load_space
-from tests.conftest import ROOT
+from tests.conftest import ROOT, running_trials
 
 SPACE = ROOT / "spaces" / "digits_cnn.yaml"
 
@@ -151,16 +151,11 @@ def test_ctrl_c_stops_cleanly_and_marks_the_running_trial(tmp_path):
     )
     db = tmp_path / "studies" / "digits_cnn.db"
     deadline = time.time() + 60
-    running = []
-    while time.time() < deadline and not running:
+    running: list[int] = []
+    while time.time() < deadline and not running and proc.poll() is None:
         time.sleep(0.5)
-        if db.exists():
-            try:
-                study = optuna.load_study(study_name="digits_cnn", storage=f"sqlite:///{db}")
-                running = [t for t in study.trials if t.state == TrialState.RUNNING]
-            except Exception:
-                pass
-    assert running, "no trial started"
+        running = running_trials(db)
+    assert running, proc.stderr.read() if proc.poll() is not None else "no trial started in 60 s"
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -168,7 +163,7 @@ def test_ctrl_c_stops_cleanly_and_marks_the_running_trial(tmp_path):
     assert "Traceback" not in err
     study = optuna.load_study(study_name="digits_cnn", storage=f"sqlite:///{db}")
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
-    assert study.trials[running[0].number].state == TrialState.FAIL
+    assert study.trials[running[0]].state == TrialState.FAIL
 
 
 def test_a_resolved_spec_that_already_trained_is_not_trained_again(tmp_path, monkeypatch):
