@@ -101,6 +101,10 @@ def fork_trial(body: Callable[[], int]) -> int:
         return pid
     code = 1
     try:
+        # The parent nudges a running trial with SIGINT (wait_trial). A worker started in the background
+        # (`nohup ... &`, a non-interactive shell) inherits SIGINT *ignored*, and so would its trial
+        # processes: they would train on to the end. A trial process always honours the nudge.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         _die_with_parent(parent)
         import torch
 

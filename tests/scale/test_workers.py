@@ -162,13 +162,16 @@ def test_a_killed_worker_trial_is_failed_and_retried_on_restart(tmp_path):
     assert len(done) == 2 and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
 
 
-def test_sigterm_ends_the_running_trial_as_fail(tmp_path):
+def test_sigterm_ends_the_running_trial_as_fail_even_with_sigint_ignored(tmp_path):
     storage = f"sqlite:///{tmp_path / 'studies' / 'digits_cnn.db'}"
     # a trial far longer than the test waits: the signal lands mid-trial, not in the grace second
     # in which a trial process may still finish on its own
+    # started as a background job is (`archsearch run ... &` from a script, nohup): SIGINT ignored,
+    # inherited by the trial processes, which must still stop when the worker passes the signal on
     proc = subprocess.Popen([sys.executable, "-m", "archsearch", "run", str(SPACE), "--trials", "2",
                              "--set", "train.epochs=1000", "--set", "search.pruner.name=none"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     deadline = time.monotonic() + 120
     running: list[int] = []
     while not running and time.monotonic() < deadline and proc.poll() is None:

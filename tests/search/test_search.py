@@ -144,10 +144,13 @@ def test_ctrl_c_stops_cleanly_and_marks_the_running_trial(tmp_path):
     import signal
     import time
 
+    # Ctrl-C as in a terminal: SIGINT handled even where pytest itself was started with it ignored
+    # (a background job of a non-interactive shell), which `archsearch run` would inherit and honour
     proc = subprocess.Popen(
         [sys.executable, "-m", "archsearch", "run", str(SPACE), "--trials", "200", "--set", "train.epochs=200",
          "--set", "search.pruner.name=none"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     db = tmp_path / "studies" / "digits_cnn.db"
     deadline = time.time() + 60
