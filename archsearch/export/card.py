@@ -26,7 +26,7 @@ def model_card(m: dict, pre: dict, parity: dict) -> str:
 
 Test accuracy **{_pct(m['test']['accuracy'])}** (macro-F1 {m['test']['macro_f1']:.4f}) for these weights;
 over {seeds['n']} seed(s): {_pct(seeds['mean'])} ± {_pct(seeds['std'])} (95 % CI {_pct(ci[0])} – {_pct(ci[1])}).
-Validation {m['val']['metric']} in the search: {m['val']['value']:.4f}.
+Validation {m['val']['metric']} in the search: {m['val']['value']:.4f}{" (the search's trial setting, before the re-training's changes below)" if m['export'].get('overrides') else ""}.
 {m['params']:,} parameters, {m['flops']:,} FLOPs per image, {m['latency_ms_batch1_cpu']:.2f} ms per image at batch 1 (CPU).
 
 ## Load it

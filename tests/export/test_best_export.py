@@ -163,7 +163,8 @@ def test_best_with_set_retrains_the_finalists_as_told_in_their_own_folder(export
     assert metrics["export"]["overrides"] == board["overrides"] and metrics["best_epoch"] == 6
     spec = (work / "long" / "spec.yaml").read_text()
     assert "epochs: 6" in spec and "batch_size: 32" in spec
-    assert "--set train.batch_size=32" in (work / "long" / "README.md").read_text()
+    card = (work / "long" / "README.md").read_text()
+    assert "--set train.batch_size=32" in card and "before the re-training's changes" in card
 
 
 def test_bad_input_is_one_clear_error(searched, tmp_path):
