@@ -336,7 +336,7 @@ def run(
 
         from archsearch.search.storage import release
 
-        st, url, checked = prepare_study(space, search, name, storage)
+        st, url, checked = prepare_study(space, search, name, storage, str(data_dir) if data_dir else None)
         release(st._storage)  # the workers hold the connections
         typer.echo(f"study {name} on {url}: {finished_count(st)} finished trial(s), target {trials or search.trials}; "
                    f"{checked} extreme specs checked; {workers} workers")

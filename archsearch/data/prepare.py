@@ -52,6 +52,14 @@ def split_indices(pool: Pool, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     return tr, va
 
 
+def check_train_val(spec: DataSpec, input_shape: tuple[int, int, int], data_dir: str | Path | None = None) -> None:
+    """Fail as prepare_train_val would on missing data, shapes or impossible split sizes, without
+    decoding images or computing statistics (a search checks its data before the first trial)."""
+    pool = train_pool(spec, data_dir)
+    batch_shape(pool, spec, tuple(int(s) for s in input_shape))
+    split_indices(pool, spec)
+
+
 def prepare_train_val(
     spec: DataSpec,
     input_shape: tuple[int, int, int],

@@ -20,7 +20,7 @@ import torch
 from archsearch.build import build_model, summarize
 from archsearch.build.summary import latency
 from archsearch.data import TrainVal, prepare_train_val
-from archsearch.errors import SpecError, TrainingError
+from archsearch.errors import DataError, SpecError, TrainingError
 from archsearch.search.artifacts import TrialArtifacts
 from archsearch.search.budget import check_budgets
 from archsearch.search.resolve import resolve_trial
@@ -30,7 +30,7 @@ from archsearch.spec.space import Space
 from archsearch.train.loop import fit, load_epoch_state, seed_everything
 
 OK = "ok"
-FAILED_STATES = ("over_budget", "invalid_spec", "nan_loss", "cuda_oom")
+FAILED_STATES = ("over_budget", "invalid_spec", "data_error", "nan_loss", "cuda_oom")
 
 
 CONSTRAINT = "feasibility"  # Optuna constraint: > 0 means infeasible (see the module docstring)
@@ -118,7 +118,10 @@ class Objective:
         if budget.violations:
             return self._fail(trial, "over_budget", "; ".join(budget.violations), budget.excess,
                               params=summary.params, flops=summary.flops)
-        data = self.data_for(spec)
+        try:
+            data = self.data_for(spec)
+        except DataError as e:  # a searched data section this trial's choices make impossible
+            return self._fail(trial, "data_error", str(e), params=summary.params, flops=summary.flops)
         history: list[dict] = []
         multi = len(self.objectives) > 1
         max_epoch_s = spec.search.budgets.max_epoch_seconds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from archsearch.data.testsplit import test_split_forbidden
-from archsearch.errors import ArchsearchError, SpecError
+from archsearch.errors import ArchsearchError, DataError, SpecError
 from archsearch.fs import ensure_writable_dir
 from archsearch.search.isolation import exit_reason, fork_trial, unclaim, use_processes, wait_trial
 from archsearch.search.storage import STUDIES_DIR, default_storage, make_storage, release, storage_error
@@ -240,13 +241,48 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return out
 
 
+def _in_data(dim) -> bool:
+    """Whether a search dimension lies in the data section (whatever its Optuna name)."""
+    return bool(dim.loc) and dim.loc[0] == "data"
+
+
+def check_space_data(space: Space, data_dir: str | None = None) -> None:
+    """Check the data of the space's extremes (each distinct data section once): a missing dataset
+    or a split size the data cannot give fails here, once, before a study is created, instead of
+    in every trial."""
+    from archsearch.data.prepare import check_train_val
+    from archsearch.spec.space import _pick
+
+    assignments = [("all low", _pick("low")), ("all high", _pick("high"))]
+    searched = [d for d in space.dims if _in_data(d)]
+    for dim in searched:
+        if dim.kind == "choice":
+            assignments += [(f"{dim.name} = {c!r}", _pick("low", dim, i)) for i, c in enumerate(dim.choices)]
+    seen: set[str] = set()
+    for label, suggest in assignments:
+        try:
+            spec = space.resolve(suggest)
+        except SpecError:
+            continue  # check_space reported it
+        key = json.dumps([spec.data.model_dump(mode="json"), list(spec.model.input_shape)], sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            check_train_val(spec.data, spec.model.input_shape, data_dir)
+        except DataError as e:
+            raise DataError(f"{space.source or 'the space'}: {e}" + (f" [when {label}]" if searched else "")) from None
+
+
 def prepare_study(space: Space, search: SearchSpec, study_name: str,
-                  storage: str | None = None) -> tuple[optuna.Study, str, int]:
-    """Check the whole space, check the studies folder, create or resume the study and store the
-    space in it (for workers that join by name). Returns (study, storage URL, extreme specs checked)."""
+                  storage: str | None = None, data_dir: str | None = None) -> tuple[optuna.Study, str, int]:
+    """Check the whole space and its data, check the studies folder, create or resume the study and
+    store the space in it (for workers that join by name). Returns (study, storage URL, extreme specs
+    checked)."""
     checked, problems = check_space(space)
     if problems:
         raise SpecError(problems, space.source)
+    check_space_data(space, data_dir)
     storage = storage or search.storage or default_storage(study_name)
     study = open_study(study_name, storage, search, space)
     ensure_writable_dir(STUDIES_DIR / study_name, "checkpoints of the top trials")  # before any trial runs
@@ -271,7 +307,7 @@ def run_search(space: Space, search: SearchSpec, *, study_name: str, storage: st
     target = trials or search.trials
     timeout = timeout if timeout is not None else search.timeout
     dev = resolve_device(device)
-    study, storage, checked = prepare_study(space, search, study_name, storage)
+    study, storage, checked = prepare_study(space, search, study_name, storage, data_dir)
     study_dir = STUDIES_DIR / study_name
     try:
         recover_dead_trials(study, echo)
@@ -386,7 +422,9 @@ def run_search(space: Space, search: SearchSpec, *, study_name: str, storage: st
         except KeyboardInterrupt:
             stop_reason["why"] = "interrupted"
         if stop_reason["why"] == "failures":
-            last = study.trials[-1].user_attrs.get("reason", "see the trial")
+            t = study.trials[-1]
+            last = t.user_attrs.get("reason") or (t.system_attrs.get("fail_reason") or "").strip().splitlines()[-1:]
+            last = last if isinstance(last, str) else (last[0] if last else f"see trial {t.number}")
             raise ArchsearchError(
                 f"stopped after {search.max_consecutive_failures} consecutive failed trials "
                 f"(search.max_consecutive_failures); the last said: {last}. Fix the space and run again."
@@ -408,7 +446,7 @@ def _prepare_shared_data(space: Space, objective: Objective) -> None:
     """Train/val data for trial processes to inherit, when the space does not search the data."""
     from archsearch.spec.space import _pick
 
-    if any(d.name.startswith("data.") for d in space.dims):
+    if any(_in_data(d) for d in space.dims):
         return
     try:
         objective.data_for(space.resolve(_pick("low")))

@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from archsearch.data.testsplit import held_out_reads
-from archsearch.errors import ArchsearchError, SpecError
+from archsearch.errors import ArchsearchError, DataError, SpecError
 from archsearch.search import run_search
 from archsearch.spec import load_spec
 from archsearch.spec.search import SearchSpec
@@ -78,6 +78,21 @@ def test_consecutive_failures_stop_the_search(tmp_path, monkeypatch):
         search(tmp_path, monkeypatch, "search.budgets.max_params=10", "search.max_consecutive_failures=3", trials=10)
     study = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path}/studies/t.db")
     assert len(study.trials) == 3
+
+
+def test_impossible_split_sizes_fail_once_before_a_study_exists(tmp_path):
+    # digits: ~1,617 non-test images, 20 % of them val: 1,000 val images cannot be had
+    cmd = [sys.executable, "-m", "archsearch", "run", str(SPACE), "--trials", "3", "--set", "data.val_size=1000"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "data.val_size=1000" in out.stderr and "digits_cnn.yaml" in out.stderr
+    assert not (tmp_path / "studies").exists()  # no study, no trial, nothing half-written
+
+
+def test_a_searched_data_size_is_checked_at_its_extremes(tmp_path, monkeypatch):
+    with pytest.raises(DataError, match=r"data.train_size=5000 .*\[when all high\]"):
+        search(tmp_path, monkeypatch, "data.train_size={choice: [200, 5000]}", trials=2)
+    assert not (tmp_path / "studies").exists()
 
 
 def test_space_extremes_are_checked_with_lines(write):
