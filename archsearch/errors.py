@@ -45,7 +45,12 @@ class SpecError(ArchsearchError, ValueError):
 
 
 class DataError(ArchsearchError):
-    """A dataset cannot be found, read or split as the spec asks."""
+    """A dataset cannot be found, read or split as the spec asks. `field` names the spec field at
+    fault where one is (e.g. "data.val_size"), for callers that know its YAML line."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class BuildError(ArchsearchError):

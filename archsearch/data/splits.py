@@ -109,12 +109,12 @@ def subset(labels: torch.Tensor | np.ndarray | list[int], size: int | None, fiel
     if size is None or size == n:
         return np.arange(n)
     if size > n:
-        raise DataError(f"{field}={size} but only {n} samples are available: lower {field} or remove it")
+        raise DataError(f"{field}={size} but only {n} samples are available: lower {field} or remove it", field)
     n_classes = len(np.unique(y))
     if size < n_classes:
         raise DataError(
             f"{field}={size} is smaller than the number of classes ({n_classes}): "
-            f"a stratified subset needs at least one sample a class"
+            f"a stratified subset needs at least one sample a class", field
         )
     return _draw(y, size, seed, at_least_one=True, leave_one=False)
 

@@ -271,7 +271,9 @@ def check_space_data(space: Space, data_dir: str | None = None) -> None:
         try:
             check_train_val(spec.data, spec.model.input_shape, data_dir)
         except DataError as e:
-            raise DataError(f"{space.source or 'the space'}: {e}" + (f" [when {label}]" if searched else "")) from None
+            line = space.lines.get(tuple(e.field.split("."))) if e.field else None
+            where = f"{space.source or 'the space'}: " + (f"line {line[0]}: " if line else "")
+            raise DataError(where + str(e) + (f" [when {label}]" if searched else ""), e.field) from None
 
 
 def prepare_study(space: Space, search: SearchSpec, study_name: str,

@@ -82,10 +82,13 @@ def test_consecutive_failures_stop_the_search(tmp_path, monkeypatch):
 
 def test_impossible_split_sizes_fail_once_before_a_study_exists(tmp_path):
     # digits: ~1,617 non-test images, 20 % of them val: 1,000 val images cannot be had
-    cmd = [sys.executable, "-m", "archsearch", "run", str(SPACE), "--trials", "3", "--set", "data.val_size=1000"]
+    text = SPACE.read_text().replace("  val_fraction: 0.2\n", "  val_fraction: 0.2\n  val_size: 1000\n")
+    line = text.splitlines().index("  val_size: 1000") + 1
+    (tmp_path / "s.yaml").write_text(text)
+    cmd = [sys.executable, "-m", "archsearch", "run", "s.yaml", "--trials", "3"]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
-    assert "data.val_size=1000" in out.stderr and "digits_cnn.yaml" in out.stderr
+    assert f"s.yaml: line {line}: data.val_size=1000 but only" in out.stderr
     assert not (tmp_path / "studies").exists()  # no study, no trial, nothing half-written
 
 
