@@ -421,6 +421,9 @@ def best(
         min=1, help="re-train for this many epochs (default: each trial's best epoch in the search)")] = None,
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", "-s", help="change the re-trained spec: --set data.train_size=null (repeatable; --retrain full)")] = None,
+    select: Annotated[Optional[int], typer.Option(
+        help="re-train each of the --top trials once in the re-training setting on the train split and keep "
+             "this many, by val metric, for the test (the test split chooses nothing)")] = None,
     device: DeviceOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -430,9 +433,10 @@ def best(
     if retrain not in ("full", "reuse"):
         raise ArchsearchError(f"--retrain: expected full or reuse, got {retrain!r}")
     overrides = list(set_ or []) + ([f"train.epochs={epochs}"] if epochs is not None else [])
-    from archsearch.evaluate.best import check_overrides
+    from archsearch.evaluate.best import check_overrides, check_select
 
     check_overrides(overrides, retrain)
+    check_select(select, top, retrain)
     if export is not None:
         from archsearch.export.bundle import check_target
 
@@ -445,21 +449,25 @@ def best(
     from archsearch.train.precision import resolve_device
 
     st, url = _open_study_for(study, storage)
-    typer.echo(f"study {st.study_name} on {url}: re-evaluating the top {top} trial(s), "
+    typer.echo(f"study {st.study_name} on {url}: re-evaluating the top {top} trial(s)"
+               + (f", the {select} best on val after re-training on train" if select else "") + ", "
                f"{'1 checkpoint each' if retrain == 'reuse' else f'{seeds} seed(s) each on train+val'}"
                + (f", with {' '.join(overrides)}" if overrides else ""))
     board = leaderboard(st, study_dir=STUDIES_DIR / st.study_name, top=top, seeds=seeds, retrain=retrain,
                         device=resolve_device(device), data_dir=str(data_dir) if data_dir else None, redo=redo,
-                        overrides=overrides, echo=typer.echo, progress=True)  # a bar on a terminal, else epoch lines
+                        overrides=overrides, echo=typer.echo, progress=True,  # a bar on a terminal, else epoch lines
+                        select=select)
     table = Table(title=f"{st.study_name}: test split, {len(board.seeds)} seed(s) {board.seeds}, retrain {retrain}"
                   + (f" ({' '.join(overrides)})" if overrides else ""))
-    for col in ("rank", "trial", "params", "FLOPs", "val", "test acc", "± std", "95 % CI", "macro-F1", "ms/img"):
+    columns = ["rank", "trial", "params", "FLOPs", "val"] + (["val (re-trained)"] if board.selection else [])
+    for col in columns + ["test acc", "± std", "95 % CI", "macro-F1", "ms/img"]:
         table.add_column(col, justify="right", no_wrap=True)
     for i, e in enumerate(board.entries, 1):
         a = e.accuracy
         ci = f"{a.ci_low:.4f}–{a.ci_high:.4f}" if a.ci_low is not None else "-"
-        table.add_row(str(i), f"#{e.trial}", f"{e.params:,}", _human(e.flops), f"{e.val_metric:.4f}", f"{a.mean:.4f}",
-                      f"{a.std:.4f}", ci, f"{e.macro_f1:.4f}", f"{e.latency_ms:.2f}")
+        sel = [f"{e.selection_val:.4f}"] if board.selection else []
+        table.add_row(str(i), f"#{e.trial}", f"{e.params:,}", _human(e.flops), f"{e.val_metric:.4f}", *sel,
+                      f"{a.mean:.4f}", f"{a.std:.4f}", ci, f"{e.macro_f1:.4f}", f"{e.latency_ms:.2f}")
     Console(width=max(Console().width, 120)).print(table)
     if board.comparison is not None:
         typer.echo(f"winner #{board.entries[0].trial} vs runner-up #{board.entries[1].trial}: {board.comparison.describe()}")

@@ -11,7 +11,10 @@ multi-objective study) and each seed:
 then evaluate once on the test split (fp32). `overrides` (`key=value`, as `--set`) change the
 re-trained spec after that — e.g. `train.epochs=30` and `data.train_size=null` to train the
 finalists of a short, subset-sized search at full length; their results go to their own folder,
-studies/<study>/best-<overrides>/. Each (trial, mode, seed) result is stored in
+studies/<study>/best-<overrides>/. `select=K` first re-trains each of the top trials once in that
+setting on the train split alone and keeps the K best by the *validation* metric (a short search's
+ranking need not hold at full length; the test split chooses nothing, so with K=1 the winner's test
+number is unbiased). Each (trial, mode, seed) result is stored in
 studies/<study>/best/results.json with its weights beside it, and a summary in the study's user
 attrs (`test:trial_<n>`; Optuna refuses to change a finished trial's attrs), so a repeated call
 reuses them unless `redo`. The entries are ranked by mean test accuracy; the winner is compared
@@ -36,7 +39,7 @@ from archsearch.build import build_model
 from archsearch.build.summary import latency
 from archsearch.data import prepare_train_val
 from archsearch.data.base import BatchSource
-from archsearch.data.testsplit import load_test
+from archsearch.data.testsplit import load_test, test_split_forbidden
 from archsearch.errors import ArchsearchError
 from archsearch.evaluate.metrics import classification_metrics
 from archsearch.evaluate.stats import PairedTest, Spread, paired_test, spread
@@ -47,6 +50,7 @@ from archsearch.spec.root import Spec
 from archsearch.train.loop import evaluate_source, fit, seed_everything
 
 RESULTS_FILE = "results.json"
+SELECTION_FILE = "selection.json"
 OK = "ok"
 
 
@@ -80,6 +84,7 @@ class Entry:
     runs: list[SeedRun]
     classes: list[str]
     normalization: dict
+    selection_val: float | None = None  # val metric when re-trained in the `best` setting (select=K)
 
     @property
     def accuracy(self) -> Spread:
@@ -91,6 +96,38 @@ class Entry:
 
 
 @dataclass
+class Candidate:
+    """A finalist re-trained once in the `best` setting on the train split, measured on val."""
+
+    trial: int
+    seed: int
+    val_metric: float
+    val_accuracy: float
+    epochs: int
+    seconds: float
+    spec_hash: str
+    history: list = field(default_factory=list)
+
+
+@dataclass
+class Selection:
+    """`best --select K`: the top trials re-trained on train, ranked on val; the K kept go on to test."""
+
+    metric: str
+    candidates: list[Candidate]  # best val first
+    kept: list[int]  # trial numbers
+
+    def as_json(self) -> dict:
+        return {"metric": self.metric, "kept": self.kept, "split": "val (train split for training)",
+                "candidates": [{k: v for k, v in asdict(c).items() if k != "history"} for c in self.candidates]}
+
+    def describe(self) -> str:
+        shown = ", ".join(f"#{c.trial} {c.val_metric:.4f}" for c in self.candidates)
+        return (f"selected on val {self.metric} ({shown}): kept " + ", ".join(f"#{t}" for t in self.kept)
+                + "; the test split chose nothing")
+
+
+@dataclass
 class Leaderboard:
     study: str
     retrain: str
@@ -99,11 +136,14 @@ class Leaderboard:
     comparison: PairedTest | None  # winner vs runner-up
     folder: Path
     overrides: list[str] = field(default_factory=list)  # `--set` applied to every re-trained spec
+    selection: Selection | None = None  # select=K: the finalists ranked on val in the re-training setting
 
     def as_json(self) -> dict:
         return {
             "study": self.study, "retrain": self.retrain, "seeds": self.seeds, "overrides": self.overrides,
+            "selection": None if self.selection is None else self.selection.as_json(),
             "entries": [{"trial": e.trial, "params": e.params, "flops": e.flops, "val_metric": e.val_metric,
+                         "selection_val": e.selection_val,
                          "latency_ms": e.latency_ms, "test_accuracy": asdict(e.accuracy), "macro_f1": e.macro_f1,
                          "per_seed": [{"seed": r.seed, "accuracy": r.accuracy, "macro_f1": r.macro_f1} for r in e.runs]}
                         for e in self.entries],
@@ -143,6 +183,17 @@ def retrain_spec(trial: FrozenTrial, seed: int, overrides: Sequence[str] = ()) -
 
 def _hash(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_select(select: int | None, top: int, retrain: str) -> None:
+    """`--select K` keeps K of the --top trials, so K < top, and it re-trains: --retrain full."""
+    if select is None:
+        return
+    if retrain != "full":
+        raise ArchsearchError("--select re-trains the finalists to rank them on val, so it needs --retrain full")
+    if not 1 <= select < top:
+        raise ArchsearchError(f"--select keeps some of the --top trials: it must be at least 1 and below --top "
+                              f"({top}), but got --select {select}")
 
 
 def check_overrides(overrides: Sequence[str], retrain: str) -> list[str]:
@@ -222,22 +273,28 @@ def evaluate_model(model: torch.nn.Module, spec: Spec, source: BatchSource, clas
 def leaderboard(
     study: optuna.Study, *, study_dir: Path, top: int = 3, seeds: int = 3, retrain: str = "full",
     device: torch.device, data_dir: str | None = None, redo: bool = False, overrides: Sequence[str] = (),
-    echo: Callable[[str], None] = print, progress: bool = False,
+    echo: Callable[[str], None] = print, progress: bool = False, select: int | None = None,
 ) -> Leaderboard:
     """Re-evaluate the top trials (see the module docstring) and rank them by mean test accuracy."""
     if retrain not in ("full", "reuse"):
         raise ArchsearchError(f"--retrain: expected full or reuse, got {retrain!r}")
     overrides = check_overrides(overrides, retrain)
+    check_select(select, top, retrain)
     trials = top_trials(study, top)
     for t in trials if overrides else ():
         retrain_spec(t, 0, overrides)  # a bad --set fails here, before hours of training
     folder = results_folder(study_dir, overrides)
     ensure_writable_dir(folder, "results of `archsearch best`")
+    selection = None
+    if select is not None and len(trials) > select:
+        selection = select_on_val(trials, select, overrides, folder, device=device, data_dir=data_dir, redo=redo,
+                                  echo=echo, progress=progress)
+        trials = [next(t for t in trials if t.number == n) for n in selection.kept]
     store = _Store(folder)
     tests = _TestData(device, data_dir)
     entries = []
     for rank, trial in enumerate(trials, 1):
-        base_seed = int(trial.user_attrs["spec"].get("train", {}).get("seed", 0))
+        base_seed = _base_seed(trial)
         seed_list = [base_seed] if retrain == "reuse" else [base_seed + i for i in range(seeds)]
         runs, meta = [], {}
         for i, seed in enumerate(seed_list):
@@ -267,6 +324,8 @@ def leaderboard(
                                batch_sizes=(1,))["ms_per_image_batch1"],
             runs=runs, classes=first.data_info.get("classes", []),
             normalization=first.data_info.get("normalization", {}),
+            selection_val=None if selection is None else next(
+                c.val_metric for c in selection.candidates if c.trial == trial.number),
         ))
         study.set_user_attr(f"test:trial_{trial.number}" + (f":{folder.name}" if overrides else ""), {
             "retrain": retrain, "overrides": overrides, "seeds": [r.seed for r in runs],
@@ -281,9 +340,60 @@ def leaderboard(
             acc = lambda e: [next(r.accuracy for r in e.runs if r.seed == s) for s in shared]  # noqa: E731
             comparison = paired_test(acc(a), acc(b))
     used = sorted({r.seed for e in entries for r in e.runs})
-    board = Leaderboard(study.study_name, retrain, used, entries, comparison, folder, overrides)
+    board = Leaderboard(study.study_name, retrain, used, entries, comparison, folder, overrides, selection)
     write_json(folder / "leaderboard.json", board.as_json())
     return board
+
+
+def _base_seed(trial: FrozenTrial) -> int:
+    return int(trial.user_attrs["spec"].get("train", {}).get("seed", 0))
+
+
+def select_on_val(
+    trials: Sequence[FrozenTrial], keep: int, overrides: Sequence[str], folder: Path, *, device: torch.device,
+    data_dir: str | None = None, redo: bool = False, echo: Callable[[str], None] = print, progress: bool = False,
+) -> Selection:
+    """Re-train each trial once in the re-training setting (`overrides`, the trial's own seed) on the
+    train split, measure its final weights on val, keep the `keep` best. The test split is closed
+    throughout; results are stored in `folder`/selection.json and reused unless `redo`."""
+    path = folder / SELECTION_FILE
+    try:
+        stored: dict[str, dict] = json.loads(path.read_text())["runs"] if path.exists() else {}
+    except (ValueError, KeyError):
+        stored = {}
+    candidates = []
+    for rank, trial in enumerate(trials, 1):
+        seed = _base_seed(trial)
+        spec = retrain_spec(trial, seed, overrides)
+        spec_hash = _hash([spec.model_dump(mode="json"), "select"])
+        key = f"trial{trial.number}/seed{seed}"
+        label = f"selection: trial #{trial.number} ({rank}/{len(trials)})"
+        rec = None if redo else stored.get(key)
+        if rec is not None and rec.get("spec_hash") == spec_hash:
+            cand = Candidate(**rec)
+            echo(f"{label}: val {spec.train.metric} {cand.val_metric:.4f} (stored)")
+        else:
+            echo(f"{label}: re-training {spec.train.epochs} epochs on the train split, to rank on val ...")
+            t0 = time.perf_counter()
+            with test_split_forbidden("the finalists' selection of `archsearch best --select`"):
+                seed_everything(seed, spec.train.deterministic)
+                data = prepare_train_val(spec.data, spec.model.input_shape, device=device, data_dir=data_dir)
+                result = fit(build_model(spec), data, spec.train, device=device, num_classes=spec.model.num_classes,
+                             progress=progress, keep="last")  # the final weights, as the re-training keeps
+            last = result.history[-1]
+            cand = Candidate(trial=trial.number, seed=seed, val_metric=last.val_metric, val_accuracy=last.val_acc,
+                             epochs=len(result.history), seconds=time.perf_counter() - t0, spec_hash=spec_hash,
+                             history=result.history_dicts())
+            stored[key] = asdict(cand)
+            write_json(path, {"runs": stored})
+            echo(f"{label}: val {spec.train.metric} {cand.val_metric:.4f} after {cand.epochs} epochs "
+                 f"({cand.seconds:.1f} s)")
+        candidates.append(cand)
+    order = {t.number: i for i, t in enumerate(trials)}  # ties keep the search's order
+    candidates.sort(key=lambda c: (-c.val_metric, order[c.trial]))
+    selection = Selection(spec.train.metric, candidates, [c.trial for c in candidates[:keep]])
+    echo(selection.describe())
+    return selection
 
 
 def _run_seed(trial: FrozenTrial, spec: Spec, spec_hash: str, retrain: str, study_dir: Path, folder: Path,

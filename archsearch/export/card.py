@@ -7,6 +7,25 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f} %"
 
 
+def _choice(m: dict) -> str:
+    """How the winner was chosen, and what that means for its test number."""
+    entries = m.get("leaderboard", {}).get("entries", [])
+    sel = m.get("leaderboard", {}).get("selection")
+    if sel:
+        shown = ", ".join(f"#{c['trial']} {c['val_metric']:.4f}" for c in sel["candidates"])
+        how = (f"The winner was chosen on the validation split: each of the search's top {len(sel['candidates'])} "
+               f"trials was re-trained once in the re-training setting on the train split alone (val {sel['metric']}: "
+               f"{shown}) and the {len(sel['kept'])} best went on to the test split.")
+        if len(entries) <= 1:
+            return how + " The test split chose nothing, so its number is unbiased."
+        return how + " Among those, the best by mean test accuracy won, which makes its number slightly optimistic."
+    if len(entries) <= 1:
+        return "The winner is the search's best trial by validation metric; the test split chose nothing."
+    return ("The winner is the best of the leaderboard's top trials by mean test accuracy over seeds; choosing "
+            "among several candidates on the test split makes this number slightly optimistic (unbiased with "
+            "`--top 1` or `--select 1`).")
+
+
 def model_card(m: dict, pre: dict, parity: dict) -> str:
     data = m.get("data", {})
     sizes = data.get("sizes", {})
@@ -51,9 +70,7 @@ Classes: {classes}.
 ## Search
 
 Study `{s['study']}`: {s['trials']} trials ({s.get('complete', 0)} complete, {s.get('pruned', 0)} pruned,
-{s.get('fail', 0)} failed), {s['trial_seconds'] / 60:.1f} min of trial time. The winner is the best of the
-leaderboard's top trials by mean test accuracy over seeds; choosing among several candidates on the
-test split makes this number slightly optimistic (unbiased with `--top 1`).
+{s.get('fail', 0)} failed), {s['trial_seconds'] / 60:.1f} min of trial time. {_choice(m)}
 
 | seed | test accuracy | macro-F1 | epochs | seconds |
 |---:|---:|---:|---:|---:|

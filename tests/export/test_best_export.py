@@ -167,6 +167,65 @@ def test_best_with_set_retrains_the_finalists_as_told_in_their_own_folder(export
     assert "--set train.batch_size=32" in card and "before the re-training's changes" in card
 
 
+def reach_for_the_test_split(monkeypatch: pytest.MonkeyPatch, module) -> None:
+    """Patch `module.prepare_train_val` to also load the test split, as a leaky change would."""
+    real = module.prepare_train_val
+
+    def leaky(spec, shape, **kw):
+        data = real(spec, shape, **kw)
+        load_test(spec, shape, mean=data.mean, std=data.std)
+        return data
+
+    monkeypatch.setattr(module, "prepare_train_val", leaky)
+
+
+def test_best_select_ranks_the_finalists_on_val_after_re_training_and_tests_only_those_kept(exported):
+    """`--select 1`: the top 3 are re-trained in the new setting on the train split and ranked on val;
+    only the best of them is re-trained over seeds and meets the test split."""
+    work, _ = exported
+    out = cli(work, "best", "--top", "3", "--select", "1", "--seeds", "1", "--epochs", "5", "--export", "picked")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("re-training 5 epochs on the train split, to rank on val") == 3
+    folder = work / "studies" / "digits_cnn" / "best-train.epochs=5"
+    candidates = json.loads((folder / "selection.json").read_text())["runs"]
+    assert len(candidates) == 3 and all(c["epochs"] == 5 and len(c["history"]) == 5 for c in candidates.values())
+    top = max(candidates.values(), key=lambda c: c["val_metric"])  # stored in search order: ties go to the first
+    board = json.loads((folder / "leaderboard.json").read_text())
+    assert [e["trial"] for e in board["entries"]] == board["selection"]["kept"] == [top["trial"]]
+    assert board["entries"][0]["selection_val"] == top["val_metric"]
+    assert [c["trial"] for c in board["selection"]["candidates"]][0] == top["trial"]
+    tested = json.loads((folder / "results.json").read_text())["runs"]
+    assert len(tested) == 1 and next(iter(tested)).startswith(f"trial{top['trial']}/full/")
+    assert f"kept #{top['trial']}" in out.stdout and "val (re-trained)" in out.stdout
+    card = (work / "picked" / "README.md").read_text()
+    assert "chosen on the validation split" in card and "unbiased" in card
+    metrics = json.loads((work / "picked" / "metrics.json").read_text())
+    assert metrics["leaderboard"]["selection"]["kept"] == [top["trial"]]
+    again = cli(work, "best", "--top", "3", "--select", "1", "--seeds", "1", "--epochs", "5")
+    assert again.returncode == 0 and again.stdout.count("(stored)") == 4 and "re-training 5 epochs" not in again.stdout
+
+
+def test_the_selection_on_val_never_reads_the_test_split(searched, tmp_path, monkeypatch):
+    import torch
+
+    import archsearch.evaluate.best as best
+
+    study = optuna.load_study(study_name="digits_cnn", storage=f"sqlite:///{searched / 'studies' / 'digits_cnn.db'}")
+    trials = best.top_trials(study, 2)
+    reads = held_out_reads()
+    selection = best.select_on_val(trials, 1, ["train.epochs=1"], tmp_path, device=torch.device("cpu"),
+                                   echo=lambda s: None)
+    assert held_out_reads() == reads
+    assert len(selection.candidates) == 2 and selection.kept == [selection.candidates[0].trial]
+    assert selection.candidates[0].val_metric >= selection.candidates[1].val_metric
+
+    reach_for_the_test_split(monkeypatch, best)
+    with pytest.raises(TestSplitAccessError, match="--select"):
+        best.select_on_val(trials, 1, ["train.epochs=1"], tmp_path, device=torch.device("cpu"), echo=lambda s: None,
+                           redo=True)
+    assert held_out_reads() == reads
+
+
 def test_bad_input_is_one_clear_error(searched, tmp_path):
     out = cli(searched, "best", "--study", "nope")
     assert out.returncode == 2 and "digits_cnn" in out.stderr and "Traceback" not in out.stderr
@@ -190,7 +249,9 @@ def test_bad_best_settings_are_refused_before_any_work(searched, monkeypatch):
     monkeypatch.chdir(searched)
     folders = set((searched / "studies" / "digits_cnn").iterdir())
     for args, says in ((["--set", "train.seed=4"], "--seeds"), (["--retrain", "reuse", "--epochs", "3"], "--retrain full"),
-                       (["--set", "train.lr=fast"], "train.lr"), (["--set", "nonsense"], "key=value")):
+                       (["--set", "train.lr=fast"], "train.lr"), (["--set", "nonsense"], "key=value"),
+                       (["--top", "2", "--select", "2"], "below --top"),
+                       (["--retrain", "reuse", "--select", "1"], "--retrain full")):
         result = CliRunner().invoke(app, ["best", "--study", "digits_cnn", *args])
         assert isinstance(result.exception, ArchsearchError) and says in str(result.exception), (args, result.exception)
     assert set((searched / "studies" / "digits_cnn").iterdir()) == folders  # nothing half-written
@@ -209,14 +270,7 @@ def test_run_never_reads_the_test_split(tmp_path, monkeypatch):
 
     import archsearch.search.objective as objective
 
-    real = objective.prepare_train_val
-
-    def leaky(spec, shape, **kw):
-        data = real(spec, shape, **kw)
-        load_test(spec, shape, mean=data.mean, std=data.std)
-        return data
-
-    monkeypatch.setattr(objective, "prepare_train_val", leaky)
+    reach_for_the_test_split(monkeypatch, objective)
     with pytest.raises(TestSplitAccessError, match="archsearch run"):
         run_search(space, search, study_name="leaky", trials=1, echo=lambda s: None)
     assert held_out_reads() == reads
