@@ -79,6 +79,7 @@ def test_best_ranks_top_trials_over_seeds_and_exports_the_winner(exported):
     assert len(metrics["test_fingerprint"]) == 64 and metrics["search"]["trials"] == 6
     card = (bundle / "README.md").read_text()
     assert "torch.jit.load" in card and f"{100 * metrics['test']['accuracy']:.2f} %" in card
+    assert "slightly optimistic" in card  # the winner was chosen among 2 on the test split
     assert not any(p.name.startswith(".out.") for p in work.iterdir()), "a temporary export folder was left behind"
 
 
@@ -165,6 +166,7 @@ def test_best_with_set_retrains_the_finalists_as_told_in_their_own_folder(export
     assert "epochs: 6" in spec and "batch_size: 32" in spec
     card = (work / "long" / "README.md").read_text()
     assert "--set train.batch_size=32" in card and "before the re-training's changes" in card
+    assert "the test split chose nothing" in card  # --top 1: no choice among candidates on test
 
 
 def reach_for_the_test_split(monkeypatch: pytest.MonkeyPatch, module) -> None:
