@@ -218,16 +218,21 @@ def results_folder(study_dir: Path, overrides: Sequence[str]) -> Path:
     return study_dir / f"best-{slug}"
 
 
+def _read_runs(path: Path) -> dict[str, dict]:
+    """The `runs` of a results file; {} when missing or unreadable (recomputed and rewritten)."""
+    try:
+        return json.loads(path.read_text())["runs"] if path.exists() else {}
+    except (ValueError, KeyError):
+        return {}
+
+
 class _Store:
     """results.json in studies/<study>/best/: one record per (trial, mode, seed)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.path = folder / RESULTS_FILE
-        try:
-            self.runs: dict[str, dict] = json.loads(self.path.read_text())["runs"] if self.path.exists() else {}
-        except (ValueError, KeyError):
-            self.runs = {}  # unreadable: recomputed and rewritten
+        self.runs = _read_runs(self.path)
 
     @staticmethod
     def key(trial: int, mode: str, seed: int) -> str:
@@ -357,10 +362,7 @@ def select_on_val(
     train split, measure its final weights on val, keep the `keep` best. The test split is closed
     throughout; results are stored in `folder`/selection.json and reused unless `redo`."""
     path = folder / SELECTION_FILE
-    try:
-        stored: dict[str, dict] = json.loads(path.read_text())["runs"] if path.exists() else {}
-    except (ValueError, KeyError):
-        stored = {}
+    stored = _read_runs(path)
     candidates = []
     for rank, trial in enumerate(trials, 1):
         seed = _base_seed(trial)
