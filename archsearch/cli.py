@@ -424,6 +424,9 @@ def best(
     select: Annotated[Optional[int], typer.Option(
         help="re-train each of the --top trials once in the re-training setting on the train split and keep "
              "this many, by val metric, for the test (the test split chooses nothing)")] = None,
+    distinct: Annotated[bool, typer.Option(
+        help="one trial per network: skip trials whose model section equals a better trial's "
+             "(the same network with other training hyperparameters)")] = False,
     device: DeviceOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -449,14 +452,15 @@ def best(
     from archsearch.train.precision import resolve_device
 
     st, url = _open_study_for(study, storage)
-    typer.echo(f"study {st.study_name} on {url}: re-evaluating the top {top} trial(s)"
+    typer.echo(f"study {st.study_name} on {url}: re-evaluating the top {top} "
+               + ("distinct network(s)" if distinct else "trial(s)")
                + (f", the {select} best on val after re-training on train" if select else "") + ", "
                f"{'1 checkpoint each' if retrain == 'reuse' else f'{seeds} seed(s) each on train+val'}"
                + (f", with {' '.join(overrides)}" if overrides else ""))
     board = leaderboard(st, study_dir=STUDIES_DIR / st.study_name, top=top, seeds=seeds, retrain=retrain,
                         device=resolve_device(device), data_dir=str(data_dir) if data_dir else None, redo=redo,
                         overrides=overrides, echo=typer.echo, progress=True,  # a bar on a terminal, else epoch lines
-                        select=select)
+                        select=select, distinct=distinct)
     table = Table(title=f"{st.study_name}: test split, {len(board.seeds)} seed(s) {board.seeds}, retrain {retrain}"
                   + (f" ({' '.join(overrides)})" if overrides else ""))
     columns = ["rank", "trial", "params", "FLOPs", "val"] + (["val (re-trained)"] if board.selection else [])
@@ -465,7 +469,7 @@ def best(
     for i, e in enumerate(board.entries, 1):
         a = e.accuracy
         ci = f"{a.ci_low:.4f}–{a.ci_high:.4f}" if a.ci_low is not None else "-"
-        sel = [f"{e.selection_val:.4f}"] if board.selection else []
+        sel = [f"{board.selection.val_of(e.trial):.4f}"] if board.selection else []
         table.add_row(str(i), f"#{e.trial}", f"{e.params:,}", _human(e.flops), f"{e.val_metric:.4f}", *sel,
                       f"{a.mean:.4f}", f"{a.std:.4f}", ci, f"{e.macro_f1:.4f}", f"{e.latency_ms:.2f}")
     Console(width=max(Console().width, 120)).print(table)

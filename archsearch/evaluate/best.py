@@ -84,7 +84,6 @@ class Entry:
     runs: list[SeedRun]
     classes: list[str]
     normalization: dict
-    selection_val: float | None = None  # val metric when re-trained in the `best` setting (select=K)
 
     @property
     def accuracy(self) -> Spread:
@@ -121,6 +120,10 @@ class Selection:
         return {"metric": self.metric, "kept": self.kept, "split": "val (train split for training)",
                 "candidates": [{k: v for k, v in asdict(c).items() if k != "history"} for c in self.candidates]}
 
+    def val_of(self, trial: int) -> float | None:
+        """The val metric trial `trial` reached when re-trained for the selection (None: not a candidate)."""
+        return next((c.val_metric for c in self.candidates if c.trial == trial), None)
+
     def describe(self) -> str:
         shown = ", ".join(f"#{c.trial} {c.val_metric:.4f}" for c in self.candidates)
         return (f"selected on val {self.metric} ({shown}): kept " + ", ".join(f"#{t}" for t in self.kept)
@@ -137,13 +140,15 @@ class Leaderboard:
     folder: Path
     overrides: list[str] = field(default_factory=list)  # `--set` applied to every re-trained spec
     selection: Selection | None = None  # select=K: the finalists ranked on val in the re-training setting
+    distinct: bool = False  # one trial per network among the finalists
 
     def as_json(self) -> dict:
         return {
             "study": self.study, "retrain": self.retrain, "seeds": self.seeds, "overrides": self.overrides,
+            "distinct": self.distinct,
             "selection": None if self.selection is None else self.selection.as_json(),
             "entries": [{"trial": e.trial, "params": e.params, "flops": e.flops, "val_metric": e.val_metric,
-                         "selection_val": e.selection_val,
+                         "selection_val": None if self.selection is None else self.selection.val_of(e.trial),
                          "latency_ms": e.latency_ms, "test_accuracy": asdict(e.accuracy), "macro_f1": e.macro_f1,
                          "per_seed": [{"seed": r.seed, "accuracy": r.accuracy, "macro_f1": r.macro_f1} for r in e.runs]}
                         for e in self.entries],
@@ -153,15 +158,26 @@ class Leaderboard:
         }
 
 
-def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
+def top_trials(study: optuna.Study, k: int, distinct: bool = False) -> list[FrozenTrial]:
     """The top-k successful trials by val metric (Pareto-optimal ones first when multi-objective);
-    duplicates of an already listed resolved spec are skipped."""
+    duplicates of an already listed resolved spec are skipped. `distinct`: one trial per network —
+    a trial whose `model:` section equals a better one's (the same network, other hyperparameters)
+    is skipped too, so near-copies do not fill the finalists' places."""
     ok = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
           if t.user_attrs.get("status") == OK and "val_metric" in t.user_attrs and "duplicate_of" not in t.user_attrs]
     if not ok:
         raise ArchsearchError(f"study {study.study_name} has no completed trial to evaluate; run `archsearch run` first")
     front = {t.number for t in study.best_trials} if len(study.directions) > 1 else set()
     ranked = sorted(ok, key=lambda t: (t.number not in front, -t.user_attrs["val_metric"], t.number))
+    if distinct:
+        seen: set[str] = set()
+        unique = []
+        for t in ranked:
+            key = _hash(t.user_attrs.get("spec", {}).get("model"))
+            if key not in seen:
+                seen.add(key)
+                unique.append(t)
+        ranked = unique
     return ranked[:k]
 
 
@@ -279,13 +295,14 @@ def leaderboard(
     study: optuna.Study, *, study_dir: Path, top: int = 3, seeds: int = 3, retrain: str = "full",
     device: torch.device, data_dir: str | None = None, redo: bool = False, overrides: Sequence[str] = (),
     echo: Callable[[str], None] = print, progress: bool = False, select: int | None = None,
+    distinct: bool = False,
 ) -> Leaderboard:
     """Re-evaluate the top trials (see the module docstring) and rank them by mean test accuracy."""
     if retrain not in ("full", "reuse"):
         raise ArchsearchError(f"--retrain: expected full or reuse, got {retrain!r}")
     overrides = check_overrides(overrides, retrain)
     check_select(select, top, retrain)
-    trials = top_trials(study, top)
+    trials = top_trials(study, top, distinct=distinct)
     for t in trials if overrides else ():
         retrain_spec(t, 0, overrides)  # a bad --set fails here, before hours of training
     folder = results_folder(study_dir, overrides)
@@ -329,8 +346,6 @@ def leaderboard(
                                batch_sizes=(1,))["ms_per_image_batch1"],
             runs=runs, classes=first.data_info.get("classes", []),
             normalization=first.data_info.get("normalization", {}),
-            selection_val=None if selection is None else next(
-                c.val_metric for c in selection.candidates if c.trial == trial.number),
         ))
         study.set_user_attr(f"test:trial_{trial.number}" + (f":{folder.name}" if overrides else ""), {
             "retrain": retrain, "overrides": overrides, "seeds": [r.seed for r in runs],
@@ -345,7 +360,7 @@ def leaderboard(
             acc = lambda e: [next(r.accuracy for r in e.runs if r.seed == s) for s in shared]  # noqa: E731
             comparison = paired_test(acc(a), acc(b))
     used = sorted({r.seed for e in entries for r in e.runs})
-    board = Leaderboard(study.study_name, retrain, used, entries, comparison, folder, overrides, selection)
+    board = Leaderboard(study.study_name, retrain, used, entries, comparison, folder, overrides, selection, distinct)
     write_json(folder / "leaderboard.json", board.as_json())
     return board
 

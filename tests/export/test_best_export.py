@@ -228,6 +228,32 @@ def test_the_selection_on_val_never_reads_the_test_split(searched, tmp_path, mon
     assert held_out_reads() == reads
 
 
+def test_distinct_keeps_one_trial_per_network(searched, tmp_path):
+    import copy
+    import shutil
+
+    import archsearch.evaluate.best as best
+
+    shutil.copy(searched / "studies" / "digits_cnn.db", tmp_path / "copy.db")
+    study = optuna.load_study(study_name="digits_cnn", storage=f"sqlite:///{tmp_path / 'copy.db'}")
+    ranked = best.top_trials(study, 10)
+    first = ranked[0]
+    other = next(t for t in ranked if t.user_attrs["spec"]["model"] != first.user_attrs["spec"]["model"])
+    # the leader's network again with another learning rate, just below it on val: a near-copy
+    attrs = copy.deepcopy(first.user_attrs)
+    attrs["spec"]["train"]["lr"] = attrs["spec"]["train"]["lr"] * 1.04
+    attrs["val_metric"] = first.user_attrs["val_metric"] - 1e-6
+    study.add_trial(optuna.trial.create_trial(state=first.state, values=first.values, params=first.params,
+                                              distributions=first.distributions, user_attrs=attrs))
+    clone = study.get_trials(deepcopy=False)[-1].number
+    assert clone in [t.number for t in best.top_trials(study, 100)]
+    distinct = best.top_trials(study, 100, distinct=True)
+    assert clone not in [t.number for t in distinct]
+    assert [t.number for t in distinct[:2]] == [first.number, other.number]
+    models = [json.dumps(t.user_attrs["spec"]["model"], sort_keys=True) for t in distinct]
+    assert len(models) == len(set(models))
+
+
 def test_bad_input_is_one_clear_error(searched, tmp_path):
     out = cli(searched, "best", "--study", "nope")
     assert out.returncode == 2 and "digits_cnn" in out.stderr and "Traceback" not in out.stderr
