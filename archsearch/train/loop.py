@@ -124,8 +124,9 @@ class _Progress:
     """A rich progress bar over all batches of the run, plus one line a finished epoch. Where
     stderr is not a terminal (a log file, nohup, CI) only the epoch lines are written, flushed."""
 
-    def __init__(self, enabled: bool, epochs: int, batches: int) -> None:
+    def __init__(self, enabled: bool, epochs: int, batches: int, val_name: str = "val") -> None:
         self.enabled = enabled
+        self.val_name = val_name  # "val (trained on)" where the val split is part of the training data
         self.lines_only = enabled and not sys.stderr.isatty()
         if not enabled or self.lines_only:
             return
@@ -137,7 +138,7 @@ class _Progress:
             TextColumn("epoch {task.fields[epoch]}/" + str(epochs)),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}  val {task.fields[val]}  {task.fields[speed]} img/s"),
+            TextColumn("loss {task.fields[loss]}  " + val_name + " {task.fields[val]}  {task.fields[speed]} img/s"),
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
@@ -152,7 +153,7 @@ class _Progress:
     def epoch_line(self, r: EpochRecord, metric: str) -> None:
         if not self.enabled:
             return
-        line = (f"epoch {r.epoch}: train loss {r.train_loss:.4f} acc {r.train_acc:.4f} | val loss {r.val_loss:.4f} "
+        line = (f"epoch {r.epoch}: train loss {r.train_loss:.4f} acc {r.train_acc:.4f} | {self.val_name} loss {r.val_loss:.4f} "
                 f"acc {r.val_acc:.4f} {metric} {r.val_metric:.4f} | lr {r.lr:.2e} | {r.seconds:.1f}s {r.img_per_s:,.0f} img/s")
         if self.lines_only:
             print(line, file=sys.stderr, flush=True)
@@ -231,7 +232,8 @@ def fit(
         if spec.unfreeze is not None and r["epoch"] > spec.unfreeze.after_epochs and isinstance(model, ResNet):
             set_frozen(model, list(spec.unfreeze.stages or STAGES), frozen=False)
     graphed = GraphedStep(model, optimizer, loss_fn, precision, device, spec.grad_clip) if use_graph else None
-    bar = _Progress(progress, spec.epochs, n_batches)
+    bar = _Progress(progress, spec.epochs, n_batches,
+                    val_name="val (trained on)" if data.info.get("merged_val") else "val")
     t_start = time.perf_counter()
     try:
         for epoch in range(first_epoch, spec.epochs + 1):

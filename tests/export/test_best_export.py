@@ -60,6 +60,8 @@ print(correct, source.num_samples)
 
 def test_best_ranks_top_trials_over_seeds_and_exports_the_winner(exported):
     work, out = exported
+    # the re-training trains on val too: its epoch lines say so
+    assert "| val (trained on) loss" in out.stderr and "| val loss" not in out.stderr
     board = json.loads((work / "studies" / "digits_cnn" / "best" / "leaderboard.json").read_text())
     assert len(board["entries"]) == 2 and board["seeds"] == [0, 1]
     means = [e["test_accuracy"]["mean"] for e in board["entries"]]
