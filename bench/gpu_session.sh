@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 3 and 8, sized for one device session (15 min of device time, at most
-# 10 min a command): run `bash bench/gpu_prepare.sh` here first, then two device calls, back to back
-# (the machine stays warm ~30 s between calls and keeps the study between them):
+# The GPU checks of issues 3 and 8, sized for one device session (15 min of device time in all,
+# the machine's start of 1-2 min included): run `bash bench/gpu_prepare.sh` here first, then two
+# device calls, back to back (the machine stays warm ~30 s between calls and keeps the study);
+# A's steps are limited to 6 min 10 s in all, B's to 6 min 20 s, and each ends early when done:
 #
 #   run(command="bash bench/gpu_session.sh A", carry=[".gpukit"], timeout_s=600)
 #   run(command="bash bench/gpu_session.sh B", carry=[".gpukit"], timeout_s=600)
@@ -56,21 +57,21 @@ else
     SEARCH_SET=()
     BEST_SET=(--top 3 --select 1 --distinct --seeds 3 --epochs 30)
     TP=(--steps 400)
-    SEARCH_LIMIT=280 BEST_LIMIT=450 TESTS="tests/search/test_cuda.py tests/train/test_cuda.py tests/data/test_cuda.py"
+    SEARCH_LIMIT=200 BEST_LIMIT=300 TESTS="tests/search/test_cuda.py tests/train/test_cuda.py tests/data/test_cuda.py"
 fi
 
 case "$PART" in
 A)
-    step env 30 bash -c "nvidia-smi -L 2>/dev/null; $PY -c 'import sys, torch, optuna, pydantic; print(sys.version.split()[0], \"torch\", torch.__version__, \"cuda\", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"-\", \"optuna\", optuna.__version__, \"pydantic\", pydantic.VERSION)'"
+    step env 20 bash -c "nvidia-smi -L 2>/dev/null; $PY -c 'import sys, torch, optuna, pydantic; print(sys.version.split()[0], \"torch\", torch.__version__, \"cuda\", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"-\", \"optuna\", optuna.__version__, \"pydantic\", pydantic.VERSION)'"
     # shellcheck disable=SC2086
-    step cuda_tests 100 "$PY" -m pytest -q -p no:cacheprovider $TESTS
-    step throughput 150 "$PY" bench/throughput.py --device "$DEVICE" "${TP[@]}"
+    step cuda_tests 60 "$PY" -m pytest -q -p no:cacheprovider $TESTS
+    step throughput 100 "$PY" bench/throughput.py --device "$DEVICE" "${TP[@]}"
     step search "$SEARCH_LIMIT" "$PY" -m archsearch run spaces/fmnist_small_cap.yaml --device "$DEVICE" \
-        --timeout "$(( SEARCH_LIMIT - 60 ))" "${SEARCH_SET[@]}"
+        --timeout "$(( SEARCH_LIMIT - 30 ))" "${SEARCH_SET[@]}"
     ;;
 B)
-    step search 100 "$PY" -m archsearch run spaces/fmnist_small_cap.yaml --device "$DEVICE" "${SEARCH_SET[@]}"
-    step insights 30 "$PY" -m archsearch insights --study fmnist_small_cap
+    step search 60 "$PY" -m archsearch run spaces/fmnist_small_cap.yaml --device "$DEVICE" "${SEARCH_SET[@]}"
+    step insights 20 "$PY" -m archsearch insights --study fmnist_small_cap
     step best "$BEST_LIMIT" "$PY" -m archsearch best --study fmnist_small_cap --device "$DEVICE" "${BEST_SET[@]}" \
         --export exports/fmnist_small_cap --force
     for f in studies/fmnist_small_cap/best*/leaderboard.json studies/fmnist_small_cap/best*/selection.json \
