@@ -63,7 +63,8 @@ def test_auto_runs_each_trial_in_its_own_process_and_process_needs_a_fresh_one()
 
 
 def test_auto_keeps_short_trials_in_the_worker_after_three(tmp_path):
-    out = cli(tmp_path, "run", str(SPACE), "--trials", "5", "--set", "train.epochs=1",
+    # trials of well under AUTO_MIN_TRIAL_SECONDS even on a slow, busy 2-core CPU: 1 epoch on 200 images
+    out = cli(tmp_path, "run", str(SPACE), "--trials", "5", "--set", "train.epochs=1", "--set", "data.train_size=200",
               "--set", "search.pruner.name=none", "--set", "search.sampler.name=random")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "the next ones run in this process" in out.stdout
