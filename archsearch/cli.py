@@ -80,7 +80,8 @@ def validate(
 @app.command()
 def summary(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="spec file")],
-    batch_size: Annotated[Optional[int], typer.Option(help="batch for the memory estimate (default: train.batch_size)")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        min=1, help="batch for the memory estimate (default: train.batch_size)")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Per layer: output shape and parameters; totals: params, FLOPs, a training-memory estimate."""
@@ -125,6 +126,9 @@ def schema(
     if out is None:
         typer.echo(text)
     else:
+        from archsearch.fs import ensure_writable_file
+
+        ensure_writable_file(out, "--out")
         out.write_text(text + "\n")
         typer.echo(f"wrote {out}")
 
@@ -281,9 +285,9 @@ def sample(
     from archsearch.spec.space import load_space
 
     space = load_space(space_path, set_ or [])
-    for i, spec in enumerate(sample_specs(space, n, seed)):
+    for i, spec in enumerate(sample_specs(space, n, seed)):  # documents separated by ---: one alone is a spec file
         data = spec.model_dump(mode="json", exclude_defaults=True)
-        typer.echo(f"# sample {i + 1}/{n}\n" + yaml.safe_dump(data, sort_keys=False) + "---")
+        typer.echo(("---\n" if i else "") + f"# sample {i + 1}/{n}\n" + yaml.safe_dump(data, sort_keys=False).rstrip())
 
 
 def _search_section(space):
@@ -398,7 +402,7 @@ def _open_study_for(study: str | None, storage: str | None):
     from archsearch.search.storage import resolve_storage
     from archsearch.search.study import open_study, study_summaries
 
-    url = resolve_storage(study, storage)
+    url = resolve_storage(study, storage, existing=True)
     if study is None:
         names = [s.study_name for s in study_summaries(url)]
         if len(names) != 1:
@@ -509,9 +513,13 @@ def status(
     studies_dir: Annotated[Path, typer.Option(help="without --storage: every studies/*.db here")] = Path("studies"),
 ) -> None:
     """The studies in a storage with trial counts and best values."""
+    from archsearch.errors import ArchsearchError
     from archsearch.search import study_summaries
+    from archsearch.search.storage import check_exists
 
-    urls = [storage] if storage else [f"sqlite:///{p}" for p in sorted(studies_dir.glob("*.db"))]
+    if storage is None and not studies_dir.is_dir():
+        raise ArchsearchError(f"--studies-dir {studies_dir}: no such folder")
+    urls = [check_exists(storage, f"--storage {storage}", studies_dir)] if storage else [f"sqlite:///{p}" for p in sorted(studies_dir.glob("*.db"))]
     if not urls:
         typer.echo(f"no studies in {studies_dir}/ (give --storage URL for another storage)")
         return
@@ -564,7 +572,7 @@ def ablate(
 ) -> None:
     """Each option of each named parameter, trained with everything else at the best trial's values,
     over seeds, compared on the validation split (never test)."""
-    from archsearch.fs import ensure_writable_dir, write_json
+    from archsearch.fs import ensure_writable_file, write_json
     from archsearch.search.ablation import ablate as run_ablation
     from archsearch.search.storage import STUDIES_DIR
 
@@ -573,7 +581,7 @@ def ablate(
     if not names:
         raise typer.BadParameter("name at least one parameter", param_hint="--params")
     path = out or STUDIES_DIR / st.study_name / "ablation.json"
-    ensure_writable_dir(path.parent, "--out")  # before the training, not after it
+    ensure_writable_file(path, "--out")  # before the training, not after it
     result = run_ablation(st, names, seeds, device=device, data_dir=str(data_dir) if data_dir else None,
                           echo=typer.echo)
     typer.echo(f"\nval metric around trial #{result.best_trial}, {seeds} seed(s) each: mean ± std, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 from archsearch.errors import ArchsearchError
@@ -15,8 +16,19 @@ def ensure_writable_dir(folder: Path, label: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ArchsearchError(f"{label}: cannot create {folder} ({e.strerror})") from None
-    if not os.access(folder, os.W_OK):
-        raise ArchsearchError(f"{label}: {folder} is not writable")
+    try:  # os.access says yes to root everywhere; creating a file is the real test (/proc, read-only mounts)
+        fd, probe = tempfile.mkstemp(prefix=".archsearch-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ArchsearchError(f"{label}: {folder} is not writable ({e.strerror})") from None
+
+
+def ensure_writable_file(path: Path, label: str) -> None:
+    """`path` can be written as a file: not a folder, its folder creatable and writable (before any work)."""
+    if path.is_dir():
+        raise ArchsearchError(f"{label}: {path} is a folder; give a file name, such as {path / 'out.json'}")
+    ensure_writable_dir(path.resolve().parent, label)
 
 
 def write_json(path: Path, obj: object) -> None:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -90,6 +91,9 @@ def test_schema_is_json_schema_of_the_spec(tmp_path):
     assert out.returncode == 0
     schema = json.loads((tmp_path / "s.json").read_text())
     assert "model" in schema["properties"] and "conv2d" in json.dumps(schema)
+    for bad, says in ((tmp_path, "is a folder"), (Path("/proc/archsearch/s.json"), "--out")):
+        out = run("schema", "--out", str(bad))
+        assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr, out.stderr
 
 
 def test_train_then_evaluate_from_the_command_line(tmp_path):

@@ -36,13 +36,7 @@ class Target:
 
 def find_target(study: str | None, storage: str | None, studies_dir: Path = STUDIES_DIR) -> Target:
     """The storage URL and the study id to link to; unknown studies give open_study's error."""
-    url = resolve_storage(study, storage, studies_dir)
-    if url.startswith("sqlite:///"):  # opening a missing SQLite file would create an empty one
-        path = Path(url.removeprefix("sqlite:///"))
-        if not path.is_file():
-            what = f"--study {study}" if study and not storage else f"--storage {url}"
-            others = ", ".join(p.stem for p in sorted(studies_dir.glob("*.db"))) or "none"
-            raise ArchsearchError(f"{what}: {path} does not exist (studies in {studies_dir}/: {others})")
+    url = resolve_storage(study, storage, studies_dir, existing=True)  # a missing SQLite file is not created
     if study is None:
         names = [s.study_name for s in study_summaries(url)]
         if len(names) != 1:

@@ -35,12 +35,32 @@ def default_storage(study: str, studies_dir: Path = STUDIES_DIR) -> str:
     return f"sqlite:///{studies_dir / f'{study}.db'}"
 
 
-def resolve_storage(study: str | None, storage: str | None, studies_dir: Path = STUDIES_DIR) -> str:
-    """--storage as given; else studies/<study>.db; else the only studies/*.db (several: an error listing them)."""
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a sqlite:/// URL (None: not SQLite, or in memory)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///"):].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def check_exists(url: str, what: str, studies_dir: Path = STUDIES_DIR) -> str:
+    """A command that reads a study must not create an empty SQLite file for a mistyped URL."""
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():
+        others = ", ".join(p.stem for p in sorted(studies_dir.glob("*.db"))) or "none"
+        raise ArchsearchError(f"{what}: {path} does not exist (studies in {studies_dir}/: {others})")
+    return url
+
+
+def resolve_storage(study: str | None, storage: str | None, studies_dir: Path = STUDIES_DIR,
+                    existing: bool = False) -> str:
+    """--storage as given; else studies/<study>.db; else the only studies/*.db (several: an error
+    listing them). `existing`: a SQLite file must exist already (commands that only read)."""
     if storage:
-        return storage
+        return check_exists(storage, f"--storage {storage}", studies_dir) if existing else storage
     if study:
-        return default_storage(study, studies_dir)
+        url = default_storage(study, studies_dir)
+        return check_exists(url, f"--study {study}", studies_dir) if existing else url
     found = sorted(studies_dir.glob("*.db"))
     if len(found) == 1:
         return f"sqlite:///{found[0]}"

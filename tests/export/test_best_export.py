@@ -281,7 +281,8 @@ def test_bad_best_settings_are_refused_before_any_work(searched, monkeypatch):
     for args, says in ((["--set", "train.seed=4"], "--seeds"), (["--retrain", "reuse", "--epochs", "3"], "--retrain full"),
                        (["--set", "train.lr=fast"], "train.lr"), (["--set", "nonsense"], "key=value"),
                        (["--top", "2", "--select", "2"], "below --top"),
-                       (["--retrain", "reuse", "--select", "1"], "--retrain full")):
+                       (["--retrain", "reuse", "--select", "1"], "--retrain full"),
+                       (["--export", "/proc/archsearch_bundle"], "not writable")):  # root may "access" /proc
         result = CliRunner().invoke(app, ["best", "--study", "digits_cnn", *args])
         assert isinstance(result.exception, ArchsearchError) and says in str(result.exception), (args, result.exception)
     assert set((searched / "studies" / "digits_cnn").iterdir()) == folders  # nothing half-written

@@ -63,3 +63,11 @@ def test_cli_prints_both_tables_and_names_a_missing_storage(study):
     bad = subprocess.run([sys.executable, "-m", "archsearch", "insights", "--storage", "sqlite:///nope/x.db"],
                          cwd=root, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "nope/x.db" in bad.stderr
+    for cmd in (["insights"], ["status"], ["best"], ["report"]):  # a mistyped file: an error, no empty database left
+        typo = subprocess.run([sys.executable, "-m", "archsearch", *cmd, "--storage", "sqlite:///typo.db"],
+                              cwd=root, capture_output=True, text=True, timeout=120)
+        assert typo.returncode == 2 and "typo.db does not exist" in typo.stderr, (cmd, typo.stderr)
+        assert not (root / "typo.db").exists()
+    nope = subprocess.run([sys.executable, "-m", "archsearch", "status", "--studies-dir", "nope"],
+                          cwd=root, capture_output=True, text=True, timeout=120)
+    assert nope.returncode == 2 and "nope" in nope.stderr

@@ -140,6 +140,15 @@ def test_sample_prints_valid_specs_and_a_space_is_not_a_spec(tmp_path):
     out = subprocess.run([sys.executable, "-m", "archsearch", "sample", str(SPACE), "--n", "3"],
                          capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.count("# sample") == 3 and "choice" not in out.stdout
+    docs = out.stdout.split("\n---\n")
+    assert len(docs) == 3
+    for i, doc in enumerate(docs):  # each document is a spec file as it stands
+        (tmp_path / f"s{i}.yaml").write_text(doc)
+        assert load_spec(tmp_path / f"s{i}.yaml").model.num_classes == 10
+    one = subprocess.run([sys.executable, "-m", "archsearch", "sample", str(SPACE), "--n", "1"],
+                         capture_output=True, text=True)
+    (tmp_path / "one.yaml").write_text(one.stdout)
+    assert one.returncode == 0 and load_spec(tmp_path / "one.yaml").data.dataset == "digits"
     with pytest.raises(SpecError, match="search space"):
         load_spec(SPACE)
 
