@@ -93,9 +93,14 @@ def summary(
     from archsearch.spec.base import fmt_shape
 
     spec = load_spec(spec_path, set_ or [])
+    bb = spec.model.backbone
+    if bb is not None and bb.pretrained == "imagenet":  # shapes and counts need no download (offline too)
+        spec = spec.model_copy(update={"model": spec.model.model_copy(
+            update={"backbone": bb.model_copy(update={"pretrained": "none"})})})
     model = build_model(spec)
     s = summarize(model, spec.model.input_shape)
-    table = Table(title=f"{spec_path}  input {fmt_shape(s.input_shape)}")
+    table = Table(title=f"{spec_path}  input {fmt_shape(s.input_shape)}"
+                  + ("  (ImageNet weights not loaded)" if bb is not None and bb.pretrained == "imagenet" else ""))
     for col in ("#", "layer", "output shape", "params", "trainable"):
         table.add_column(col, justify="right" if col in ("#", "params", "trainable") else "left")
     for row in s.rows:
@@ -135,7 +140,8 @@ def schema(
 
 DeviceOpt = Annotated[Optional[str], typer.Option(help="cpu | cuda | cuda:N | auto (default: cuda when available)")]
 DataDirOpt = Annotated[
-    Optional[Path], typer.Option("--data-dir", help="dataset folder (else $ARCHSEARCH_DATA, system packages, cache)")
+    Optional[Path], typer.Option("--data-dir", exists=True, file_okay=False,
+                                 help="dataset folder (else $ARCHSEARCH_DATA, system packages, cache)")
 ]
 
 
@@ -212,7 +218,7 @@ def evaluate(
         f"weighted F1 {r['weighted']['f1']:.4f}\n"
         f"latency {lat['ms_per_image_batch1']:.2f} ms/image at batch 1, {lat['ms_per_image_batch256']:.3f} ms/image at "
         f"batch 256 ({lat['img_per_s_batch256']:,.0f} img/s) on {r['device']}\n"
-        f"written to {run_dir / f'eval_{split}.json'} (test-split fingerprint {r['fingerprint'][:12]})"
+        f"written to {run_dir / f'eval_{split}.json'} ({split}-split fingerprint {r['fingerprint'][:12]})"
     )
 
 
@@ -400,7 +406,7 @@ def _open_study_for(study: str | None, storage: str | None):
     """The named study (or the only one) in a storage (default: studies/<study>.db or studies/*.db)."""
     from archsearch.errors import ArchsearchError
     from archsearch.search.storage import resolve_storage
-    from archsearch.search.study import open_study, study_summaries
+    from archsearch.search.study import check_study_dir, open_study, study_summaries
 
     url = resolve_storage(study, storage, existing=True)
     if study is None:
@@ -408,15 +414,17 @@ def _open_study_for(study: str | None, storage: str | None):
         if len(names) != 1:
             raise ArchsearchError(f"give --study NAME: {url} holds {len(names)} studies ({', '.join(names) or 'none'})")
         study = names[0]
-    return open_study(study, url, create=False), url
+    st = open_study(study, url, create=False)
+    check_study_dir(study, url, st)  # studies/<name>/ may hold another storage's study of the same name
+    return st, url
 
 
 @app.command()
 def best(
-    study: StudyOpt = None,
+    study: Annotated[Optional[str], typer.Option(help="study to re-evaluate (default: the storage's only study)")] = None,
     storage: StorageOpt = None,
     top: Annotated[int, typer.Option(min=1, help="how many of the best trials (by val metric) to re-evaluate")] = 3,
-    seeds: Annotated[int, typer.Option(min=1, help="re-trainings per trial (--retrain full)")] = 3,
+    seeds: Annotated[Optional[int], typer.Option(min=1, help="re-trainings per trial (--retrain full; default 3)")] = None,
     retrain: Annotated[str, typer.Option(help="full: re-train on train+val per seed | reuse: the search's checkpoint")] = "full",
     export: Annotated[Optional[Path], typer.Option(help="write the winner's bundle to this new folder")] = None,
     force: Annotated[bool, typer.Option(help="replace an existing --export folder")] = False,
@@ -439,6 +447,10 @@ def best(
 
     if retrain not in ("full", "reuse"):
         raise ArchsearchError(f"--retrain: expected full or reuse, got {retrain!r}")
+    if retrain == "reuse" and seeds not in (None, 1):
+        raise ArchsearchError(f"--seeds {seeds} re-trains each trial {seeds} times, so it needs --retrain full "
+                              "(--retrain reuse evaluates the search's one checkpoint)")
+    seeds = seeds or 3
     overrides = list(set_ or []) + ([f"train.epochs={epochs}"] if epochs is not None else [])
     from archsearch.evaluate.best import check_overrides, check_select
 

@@ -36,3 +36,17 @@ def write_json(path: Path, obj: object) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
     os.replace(tmp, path)
+
+
+def read_json(path: Path, keys: tuple[str, ...] = ()) -> dict:
+    """A JSON object from `path` holding `keys`; a damaged or foreign file is one ArchsearchError naming it."""
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ArchsearchError(f"{path}: cannot read it as JSON ({e}); restore or re-create the folder") from None
+    if not isinstance(obj, dict):
+        raise ArchsearchError(f"{path}: expected a JSON object, found {type(obj).__name__}")
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise ArchsearchError(f"{path}: lacks {', '.join(missing)} (not written by this archsearch, or damaged)")
+    return obj

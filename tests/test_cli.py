@@ -74,10 +74,19 @@ def test_summary_prints_layers_and_totals():
     assert "FLOPs" in out.stdout
 
 
-def test_summary_of_missing_weights_exit_2(write):
+def test_summary_of_missing_weights_exit_2(write, tmp_path):
     spec = write("r.yaml", "model:\n  backbone: {name: resnet18, pretrained: missing.pth}\n")
     out = run("summary", str(spec))
     assert out.returncode == 2 and "weights file not found" in out.stderr and "Traceback" not in out.stderr
+    # ImageNet weights are not needed for shapes and counts: no download, offline or not
+    env = {**__import__("os").environ, "TORCH_HOME": str(tmp_path / "empty_torch_cache")}
+    imagenet = write("i.yaml", "model:\n  backbone: {name: resnet18, pretrained: imagenet}\n")
+    out = run("summary", str(imagenet), env=env)
+    assert out.returncode == 0 and "not loaded" in out.stdout, out.stderr
+    assert not (tmp_path / "empty_torch_cache").exists()
+    plain = run("summary", str(write("n.yaml", "model:\n  backbone: {name: resnet18}\n")))
+    params = next(line for line in plain.stdout.splitlines() if line.startswith("params "))
+    assert params in out.stdout  # the same network, counted without its weights
 
 
 def test_set_override_reaches_the_model():
@@ -110,6 +119,16 @@ def test_train_then_evaluate_from_the_command_line(tmp_path):
     assert ev.returncode == 0, ev.stderr
     assert "macro P/R/F1" in ev.stdout and "ms/image" in ev.stdout
     assert json.loads((tmp_path / "run" / "eval_test.json").read_text())["split"] == "test"
+    # a damaged run folder: one error naming the file, for each command that reads it
+    import shutil
+
+    for name, junk in (("metrics.json", "{bad"), ("best.pt", "not a checkpoint")):
+        broken = tmp_path / f"broken_{name}"
+        shutil.copytree(tmp_path / "run", broken)
+        (broken / name).write_text(junk)
+        for cmd in ("evaluate", "explain"):
+            out = run(cmd, str(broken))
+            assert out.returncode == 2 and name in out.stderr and "Traceback" not in out.stderr, (cmd, out.stderr)
 
 
 def test_missing_dataset_says_where_it_looked(tmp_path):
@@ -119,6 +138,16 @@ def test_missing_dataset_says_where_it_looked(tmp_path):
     out = run("train", str(s1), "--set", "data.dataset=mnist", "--out", str(tmp_path / "r"), env=env)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert str(tmp_path) in out.stderr and not (tmp_path / "r").exists()
+
+
+def test_a_path_where_a_name_or_folder_belongs_is_refused(tmp_path):
+    space = ROOT / "spaces" / "digits_cnn.yaml"
+    out = subprocess.run([sys.executable, "-m", "archsearch", "run", str(space), "--study", "../escape"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2 and "not a path" in out.stderr and not list(tmp_path.parent.glob("escape*"))
+    digits = next(p for p in EXAMPLES if p.stem == "digits_cnn")
+    out = run("train", str(digits), "--data-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "r"))
+    assert out.returncode == 2 and "nope" in out.stderr and not (tmp_path / "r").exists()
 
 
 def test_evaluate_rejects_a_folder_that_is_not_a_run(tmp_path):

@@ -216,7 +216,7 @@ def check_overrides(overrides: Sequence[str], retrain: str) -> list[str]:
     """`--set` for `best`: only with --retrain full, and never the seed (--seeds sets it)."""
     overrides = list(overrides)
     if overrides and retrain != "full":
-        raise ArchsearchError("--set changes the re-trained spec, so it needs --retrain full "
+        raise ArchsearchError("--set and --epochs change the re-trained spec, so they need --retrain full "
                               "(--retrain reuse evaluates the search's own checkpoint)")
     for item in overrides:
         if item.partition("=")[0].strip() in ("train.seed", "train"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -17,7 +16,7 @@ from archsearch.spec import load_spec
 from archsearch.spec.root import Spec
 from archsearch.train.loop import evaluate_source
 from archsearch.train.precision import resolve_device
-from archsearch.fs import write_json
+from archsearch.fs import read_json, write_json
 from archsearch.train.run import METRICS_FILE, SPEC_FILE, WEIGHTS_FILE
 
 
@@ -33,8 +32,9 @@ def load_run(run_dir: Path, device: torch.device | str = "cpu") -> tuple[Spec, t
         state = torch.load(run_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except Exception as e:
-        raise ArchsearchError(f"{run_dir / WEIGHTS_FILE}: cannot load the weights ({e})") from None
-    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+        raise ArchsearchError(f"{run_dir / WEIGHTS_FILE}: cannot load the weights: the file is damaged or does not "
+                              f"hold this spec's state_dict ({type(e).__name__}: {e})") from None
+    metrics = read_json(run_dir / METRICS_FILE, ("normalization", "classes"))
     return spec, model.to(device).eval(), metrics
 
 

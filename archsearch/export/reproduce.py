@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from archsearch.data import prepare_train_val
 from archsearch.data.testsplit import load_test
 from archsearch.errors import ArchsearchError
 from archsearch.evaluate.best import evaluate_model
+from archsearch.fs import read_json
 from archsearch.spec import load_spec
 from archsearch.train.loop import fit, seed_everything
 from archsearch.train.precision import resolve_device
@@ -43,9 +43,11 @@ def reproduce(bundle: Path, *, device: str | None = None, data_dir: str | None =
     missing = [f for f in (SPEC_FILE, METRICS_FILE) if not (bundle / f).is_file()]
     if missing:
         raise ArchsearchError(f"{bundle} is not an export bundle (missing {', '.join(missing)})")
-    metrics = json.loads((bundle / METRICS_FILE).read_text())
+    metrics = read_json(bundle / METRICS_FILE)
     if "export" not in metrics:
         raise ArchsearchError(f"{bundle} is a run directory, not an export bundle: use `archsearch train` on its spec")
+    if "normalization" not in metrics or not isinstance(metrics["export"], dict) or "retrain" not in metrics["export"]:
+        raise ArchsearchError(f"{bundle / METRICS_FILE}: lacks normalization or export.retrain (damaged?)")
     spec = load_spec(bundle / SPEC_FILE)
     full = metrics["export"]["retrain"] == "full"
     dev = resolve_device(device)

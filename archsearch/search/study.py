@@ -13,9 +13,9 @@ from optuna.trial import TrialState
 
 from archsearch.data.testsplit import test_split_forbidden
 from archsearch.errors import ArchsearchError, DataError, SpecError
-from archsearch.fs import ensure_writable_dir
+from archsearch.fs import ensure_writable_dir, write_json
 from archsearch.search.isolation import exit_reason, fork_trial, unclaim, use_processes, wait_trial
-from archsearch.search.storage import STUDIES_DIR, default_storage, make_storage, release, storage_error
+from archsearch.search.storage import STUDIES_DIR, default_storage, make_storage, release, sqlite_file, storage_error
 from archsearch.search.objective import FAILED_STATES, OK, Objective, Surplus
 from archsearch.spec.search import PrunerSpec, SamplerSpec, SearchSpec
 from archsearch.spec.space import Space, check_space
@@ -276,18 +276,117 @@ def check_space_data(space: Space, data_dir: str | None = None) -> None:
             raise DataError(where + str(e) + (f" [when {label}]" if searched else ""), e.field) from None
 
 
+FOLDER_OWNER = "study.json"  # in studies/<name>/: which study the checkpoints and results there belong to
+
+
+def _database(storage: str) -> str:
+    """Which database a URL names: an SQLite file's absolute path, or a server database's backend
+    and name (credentials and host left out: workers may reach one server by different names)."""
+    path = sqlite_file(storage)
+    if path is not None:
+        return f"sqlite:{path.resolve()}"
+    try:
+        from sqlalchemy.engine import make_url
+
+        url = make_url(storage)
+        return f"{url.get_backend_name()}:{url.database}"
+    except Exception:
+        return storage.rsplit("@", 1)[-1]
+
+
+def study_key(study: optuna.Study, storage: str) -> str:
+    """The study's identity across runs and machines: its database and its id there."""
+    return f"{_database(storage)}#{study._study_id}"
+
+
+def check_study_dir(name: str, storage: str, study: optuna.Study | None = None,
+                    studies_dir: Path = STUDIES_DIR) -> Path:
+    """studies/<name>/; an error when it holds the files of a study of that name in another database
+    (or, given `study`, of another study since deleted from this one): its checkpoints would be
+    overwritten, or read as this study's. Without `study` it can run before the study is created."""
+    folder = studies_dir / name
+    owner = folder / FOLDER_OWNER
+    if not owner.is_file():
+        return folder
+    try:
+        theirs = str(json.loads(owner.read_text())["key"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ArchsearchError(f"{owner} is unreadable: delete it if {folder}/ belongs to study {name} in "
+                              f"{storage}") from None
+    mine = study_key(study, storage) if study is not None else _database(storage)
+    if (theirs if study is not None else theirs.rsplit("#", 1)[0]) != mine:
+        raise ArchsearchError(
+            f"{folder}/ holds the checkpoints and results of another study named {name} "
+            f"({theirs.rsplit('#', 1)[0]}), not of the one in {storage}: give this study another name "
+            f"(--study NAME), or move {folder}/ away")
+    return folder
+
+
+def claim_study_dir(study: optuna.Study, storage: str, studies_dir: Path = STUDIES_DIR) -> Path:
+    """check_study_dir, then create the folder and record its owner (before any trial runs)."""
+    folder = check_study_dir(study.study_name, storage, study, studies_dir)
+    ensure_writable_dir(folder, "checkpoints of the top trials")
+    if not (folder / FOLDER_OWNER).is_file():
+        write_json(folder / FOLDER_OWNER, {"study": study.study_name, "key": study_key(study, storage)})
+    return folder
+
+
+def _first_difference(a: object, b: object, at: str = "") -> str | None:
+    """The dotted path of the first place where two JSON values differ (None: equal)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            if k not in a or k not in b:
+                return f"{at}{k}"
+            d = _first_difference(a[k], b[k], f"{at}{k}.")
+            if d:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            d = _first_difference(x, y, f"{at.rstrip('.')}[{i}].")
+            if d:
+                return d
+        return None
+    return None if a == b else at.rstrip(".") or "(the whole spec)"
+
+
+def check_same_space(study: optuna.Study, space: Space) -> None:
+    """A resumed study must go on with the space it was created with (the `search:` section aside:
+    trials, sampler and storage may change): trials of two spaces in one study mix up the sampler,
+    the importances and `best`."""
+    rec = study.user_attrs.get("space")
+    if not isinstance(rec, dict) or "data" not in rec:
+        return
+
+    def body(data: object) -> object:
+        data = json.loads(json.dumps(data))
+        return {k: v for k, v in data.items() if k != "search"} if isinstance(data, dict) else data
+
+    where = _first_difference(body(rec["data"]), body(space.data))
+    if where is not None:
+        raise ArchsearchError(
+            f"study {study.study_name} was created from another space ({rec.get('source') or 'unknown file'}); "
+            f"{space.source or 'this one'} differs at {where}. Give it another name (--study NAME) for a new "
+            "study, or run the original space (with the same --set) to resume")
+
+
 def prepare_study(space: Space, search: SearchSpec, study_name: str,
                   storage: str | None = None, data_dir: str | None = None) -> tuple[optuna.Study, str, int]:
     """Check the whole space and its data, check the studies folder, create or resume the study and
     store the space in it (for workers that join by name). Returns (study, storage URL, extreme specs
     checked)."""
+    if not study_name or "/" in study_name or "\\" in study_name or study_name.startswith("."):
+        raise ArchsearchError(f"study name {study_name!r}: give a name, not a path (it names the folder "
+                              f"{STUDIES_DIR}/<name>/ and, by default, {STUDIES_DIR}/<name>.db)")
     checked, problems = check_space(space)
     if problems:
         raise SpecError(problems, space.source)
     check_space_data(space, data_dir)
     storage = storage or search.storage or default_storage(study_name)
+    check_study_dir(study_name, storage)  # before a study is created in another storage
     study = open_study(study_name, storage, search, space)
-    ensure_writable_dir(STUDIES_DIR / study_name, "checkpoints of the top trials")  # before any trial runs
+    check_same_space(study, space)
+    claim_study_dir(study, storage)  # before any trial runs
     if "space" not in study.user_attrs:
         study.set_user_attr("space", space_record(space))
     return study, storage, checked

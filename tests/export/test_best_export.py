@@ -282,6 +282,7 @@ def test_bad_best_settings_are_refused_before_any_work(searched, monkeypatch):
                        (["--set", "train.lr=fast"], "train.lr"), (["--set", "nonsense"], "key=value"),
                        (["--top", "2", "--select", "2"], "below --top"),
                        (["--retrain", "reuse", "--select", "1"], "--retrain full"),
+                       (["--retrain", "reuse", "--seeds", "3"], "--retrain full"),
                        (["--export", "/proc/archsearch_bundle"], "not writable")):  # root may "access" /proc
         result = CliRunner().invoke(app, ["best", "--study", "digits_cnn", *args])
         assert isinstance(result.exception, ArchsearchError) and says in str(result.exception), (args, result.exception)

@@ -208,3 +208,32 @@ def test_a_resolved_spec_that_already_trained_is_not_trained_again(tmp_path, mon
         first = study.trials[t.user_attrs["duplicate_of"]]
         assert t.value == first.value and t.params == first.params
         assert (t.datetime_complete - t.datetime_start).total_seconds() < 1.0
+
+
+def test_a_study_resumes_only_with_its_own_space_and_its_folder_is_not_shared(tmp_path):
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "archsearch", "run", *args], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=300)
+
+    first = cli(str(SPACE), "--trials", "2", "--set", "train.epochs=1")
+    assert first.returncode == 0, first.stderr
+    url = f"sqlite:///{tmp_path / 'studies' / 'digits_cnn.db'}"
+    # another spec of the same name, and the same space with another fixed value: refused, nothing added
+    for args, where in (([str(ROOT / "examples" / "digits_cnn.yaml"), "--trials", "3"], "model"),
+                        ([str(SPACE), "--trials", "3", "--set", "train.epochs=2"], "train.epochs")):
+        out = cli(*args)
+        assert out.returncode == 2 and f"differs at {where}" in out.stderr and "--study NAME" in out.stderr, out.stderr
+        assert len(optuna.load_study(study_name="digits_cnn", storage=url).trials) == 2
+    # the search: section may change on resume
+    again = cli(str(SPACE), "--trials", "3", "--set", "train.epochs=1", "--set", "search.pruner.name=none")
+    assert again.returncode == 0 and "3 finished trial(s)" in again.stdout, again.stderr
+    # the same name in another storage would share studies/digits_cnn/ (its trial_N.pt): refused before
+    # the other database is even created
+    kept = sorted(p.name for p in (tmp_path / "studies" / "digits_cnn").iterdir())
+    other = cli(str(SPACE), "--trials", "1", "--set", "train.epochs=1", "--storage", "sqlite:///other.db")
+    assert other.returncode == 2 and "another study named digits_cnn" in other.stderr, other.stderr
+    assert not (tmp_path / "other.db").exists()
+    assert sorted(p.name for p in (tmp_path / "studies" / "digits_cnn").iterdir()) == kept
+    renamed = cli(str(SPACE), "--trials", "1", "--set", "train.epochs=1", "--storage", "sqlite:///other.db",
+                  "--study", "digits_other")
+    assert renamed.returncode == 0, renamed.stderr
