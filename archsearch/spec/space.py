@@ -53,6 +53,27 @@ def param_name(loc: Loc) -> str:
     return ".".join(str(p) for p in loc)
 
 
+def _dimension_typo(node: Any) -> str | None:
+    """What is wrong with a mapping that looks like a search dimension but is not one (a misspelt key),
+    so the user hears about the key instead of the field's type error."""
+    import difflib
+
+    if not isinstance(node, Mapping) or not node or not all(isinstance(k, str) for k in node):
+        return None
+    kinds = [k for k in node if k in KINDS]
+    unknown = [k for k in node if k not in _KEYS]
+    if len(kinds) == 1 and unknown:
+        hints = [f"'{k}'" + (f" (did you mean '{m[0]}'?)" if (m := difflib.get_close_matches(k, sorted(_KEYS), 1)) else "")
+                 for k in unknown]
+        return (f"unknown key {', '.join(hints)} in a search dimension; a dimension has one of choice / int / "
+                "float and may have name, log, step")
+    if not kinds and len(unknown) == 1 and len(node) <= 4 and isinstance(node[unknown[0]], list):
+        m = difflib.get_close_matches(unknown[0], KINDS, 1, cutoff=0.8)  # 'input' (0.75 to 'int') is a field
+        if m:
+            return f"unknown key '{unknown[0]}': did you mean '{m[0]}' (a search dimension)?"
+    return None
+
+
 def _number(v: Any) -> bool:
     """A finite int or float within float range (Optuna and the extreme checks use floats)."""
     if not isinstance(v, (int, float)) or isinstance(v, bool):
@@ -136,6 +157,10 @@ def dimensions(data: Any, lines: Mapping[Loc, tuple[int, int]] | None = None, so
     lines = lines or {}
 
     def walk(node: Any, loc: Loc) -> None:
+        typo = _dimension_typo(node)
+        if typo:
+            problems.append(Problem(format_loc(loc), typo, *lines.get(loc, (None, None))))
+            return
         if is_dimension(node):
             try:
                 dim = parse_dimension(node, loc)
@@ -259,5 +284,6 @@ def check_space(space: Space, limit: int = 200) -> tuple[int, list[Problem]]:
                 if key in seen:
                     continue
                 seen.add(key)
-                problems.append(Problem(p.path, f"{p.message} [when {label}]", p.line, p.column))
+                where = f" [when {label}]" if space.dims else ""  # a spec without dimensions has one resolution
+                problems.append(Problem(p.path, p.message + where, p.line, p.column))
     return checked, problems

@@ -469,3 +469,18 @@ def test_cli_rejects_bad_spaces_with_exit_2_and_writes_nothing(tmp_path):
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert sorted(e.split(":")[1].strip() for e in errors) == sorted(p.name for p in files), r.stderr
     assert sorted(tmp_path.rglob("*")) == before  # no studies/, no *.db, no pwned.txt
+
+
+@pytest.mark.parametrize(
+    ("dimension", "needle"),
+    [
+        ("{choice: [4, 8], nmae: width}", "unknown key 'nmae' (did you mean 'name'?) in a search dimension"),
+        ("{int: [4, 8], lg: true}", "unknown key 'lg' (did you mean 'log'?)"),
+        ("{chioce: [4, 8]}", "did you mean 'choice'"),
+    ],
+)
+def test_a_misspelt_dimension_key_is_named_not_reported_as_a_type_error(write, dimension, needle):
+    result = _outcome(lambda: _checked(load_space(write("typo.yaml", GOOD.replace("out: 4", f"out: {dimension}", 1)))))
+    assert isinstance(result, SpecError)
+    assert any(needle in p.message for p in result.problems), result.problems
+    assert not any("valid integer" in p.message for p in result.problems)
