@@ -233,7 +233,8 @@ def test_report_command_errors_name_the_studies(searched, tmp_path, monkeypatch)
     monkeypatch.chdir(searched.root)
     result = CliRunner().invoke(app, ["report", "--study", "nope"])
     assert isinstance(result.exception, ArchsearchError)
-    assert "--study nope" in str(result.exception) and "existing: t" in str(result.exception)
+    assert "--study nope" in str(result.exception) and "studies/: t)" in str(result.exception)
+    assert not (searched.root / "studies" / "nope.db").exists()  # no empty database left behind
     url = f"sqlite:///{tmp_path / 'two.db'}"
     for name in ("a", "b"):
         optuna.create_study(study_name=name, storage=url)
