@@ -94,13 +94,14 @@ def summary(
 
     spec = load_spec(spec_path, set_ or [])
     bb = spec.model.backbone
-    if bb is not None and bb.pretrained == "imagenet":  # shapes and counts need no download (offline too)
+    imagenet = bb is not None and bb.pretrained == "imagenet"
+    if imagenet:  # shapes and counts need no download (offline too)
         spec = spec.model_copy(update={"model": spec.model.model_copy(
             update={"backbone": bb.model_copy(update={"pretrained": "none"})})})
     model = build_model(spec)
     s = summarize(model, spec.model.input_shape)
     table = Table(title=f"{spec_path}  input {fmt_shape(s.input_shape)}"
-                  + ("  (ImageNet weights not loaded)" if bb is not None and bb.pretrained == "imagenet" else ""))
+                  + ("  (ImageNet weights not loaded)" if imagenet else ""))
     for col in ("#", "layer", "output shape", "params", "trainable"):
         table.add_column(col, justify="right" if col in ("#", "params", "trainable") else "left")
     for row in s.rows:

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from archsearch.data.testsplit import test_split_forbidden
 from archsearch.errors import ArchsearchError, DataError, SpecError
-from archsearch.fs import ensure_writable_dir, write_json
+from archsearch.fs import ensure_writable_dir, read_json, write_json
 from archsearch.search.isolation import exit_reason, fork_trial, unclaim, use_processes, wait_trial
 from archsearch.search.storage import STUDIES_DIR, default_storage, make_storage, release, sqlite_file, storage_error
 from archsearch.search.objective import FAILED_STATES, OK, Objective, Surplus
@@ -308,11 +308,7 @@ def check_study_dir(name: str, storage: str, study: optuna.Study | None = None,
     owner = folder / FOLDER_OWNER
     if not owner.is_file():
         return folder
-    try:
-        theirs = str(json.loads(owner.read_text())["key"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ArchsearchError(f"{owner} is unreadable: delete it if {folder}/ belongs to study {name} in "
-                              f"{storage}") from None
+    theirs = str(read_json(owner, ("key",))["key"])
     mine = study_key(study, storage) if study is not None else _database(storage)
     if (theirs if study is not None else theirs.rsplit("#", 1)[0]) != mine:
         raise ArchsearchError(
