@@ -123,12 +123,15 @@ def summary(
 
 @app.command()
 def schema(
+    space: Annotated[bool, typer.Option("--space", help="the schema of spaces: any value outside `search:` "
+                                        "may be a search dimension ({choice: ...}, {int: ...}, {float: ...})")] = False,
     out: Annotated[Optional[Path], typer.Option(help="write to this file instead of stdout")] = None,
 ) -> None:
-    """Print the JSON Schema of specs (for editor completion, e.g. yaml-language-server)."""
-    from archsearch.spec import Spec
+    """Print the JSON Schema of spec files, or with --space of space files (for editor completion and
+    checking, e.g. yaml-language-server)."""
+    from archsearch.spec.schema import spec_schema
 
-    text = json.dumps(Spec.model_json_schema(), indent=2)
+    text = json.dumps(spec_schema(space=space), indent=2)
     if out is None:
         typer.echo(text)
     else:

@@ -100,6 +100,9 @@ def test_schema_is_json_schema_of_the_spec(tmp_path):
     assert out.returncode == 0
     schema = json.loads((tmp_path / "s.json").read_text())
     assert "model" in schema["properties"] and "conv2d" in json.dumps(schema)
+    assert "IntDimension" not in json.dumps(schema)
+    out = run("schema", "--space")
+    assert out.returncode == 0 and "IntDimension" in json.loads(out.stdout)["$defs"]
     for bad, says in ((tmp_path, "is a folder"), (Path("/proc/archsearch/s.json"), "--out")):
         out = run("schema", "--out", str(bad))
         assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr, out.stderr
