@@ -15,7 +15,7 @@ from archsearch.data.testsplit import test_split_forbidden
 from archsearch.errors import ArchsearchError, DataError, SpecError
 from archsearch.fs import ensure_writable_dir, read_json, write_json
 from archsearch.search.isolation import exit_reason, fork_trial, unclaim, use_processes, wait_trial
-from archsearch.search.storage import STUDIES_DIR, default_storage, make_storage, release, sqlite_file, storage_error
+from archsearch.search.storage import STUDIES_DIR, check_exists, default_storage, make_storage, release, sqlite_file, storage_error
 from archsearch.search.objective import FAILED_STATES, OK, Objective, Surplus
 from archsearch.spec.search import PrunerSpec, SamplerSpec, SearchSpec
 from archsearch.spec.space import Space, check_space
@@ -77,10 +77,9 @@ def open_study(name: str, storage: str, search: SearchSpec | None = None, space:
     create=False, load an existing one for reading; unreachable storages give one clear error."""
     try:
         if not create:
-            path = Path(storage.removeprefix("sqlite:///"))
-            if storage.startswith("sqlite:///") and not path.is_file():  # opening would create an empty file
-                others = ", ".join(p.stem for p in sorted(path.parent.glob("*.db"))) or "none"
-                raise ArchsearchError(f"--study {name}: no such study ({path} does not exist); existing: {others}")
+            path = sqlite_file(storage)  # opening a missing file would create an empty one
+            if path is not None:
+                check_exists(storage, f"--study {name}", path.parent)
             return optuna.load_study(study_name=name, storage=make_storage(storage, heartbeat=False))
         assert search is not None and space is not None
         hb = search.heartbeat
