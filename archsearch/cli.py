@@ -648,6 +648,19 @@ def insights(
                    f"{cell(r.final_n, r.final_median, r.final_best)}")
 
 
+def _one_line_summaries() -> None:
+    """The command list shows each docstring's first paragraph as one flowing line (typer's rich mode
+    keeps the docstring's line breaks there)."""
+    import inspect
+
+    for info in app.registered_commands:
+        if info.short_help is None and info.callback is not None and info.callback.__doc__:
+            info.short_help = " ".join(inspect.cleandoc(info.callback.__doc__).split("\n\n")[0].split())
+
+
+_one_line_summaries()
+
+
 def main() -> None:
     """Entry point: run the app; user errors → one line on stderr, exit 2."""
     import signal

@@ -36,6 +36,17 @@ def test_help_is_fast_and_does_not_import_torch():
     assert wall < 3.0  # interpreter start included; the import itself is well under a second
 
 
+def test_command_list_gives_each_command_one_line_when_it_fits():
+    """Docstrings wrap in the source; the command list must not keep those breaks."""
+    import os
+
+    out = run("--help", env={**os.environ, "COLUMNS": "400"})
+    rows = [line for line in out.stdout.splitlines() if line.startswith("│ ")]
+    names = [r.split()[1] for r in rows if r[2] != " "]
+    assert "validate" in names and "insights" in names
+    assert len(rows) == len(names), "\n".join(rows)
+
+
 def test_validate_all_examples():
     out = run("validate", *map(str, EXAMPLES))
     assert out.returncode == 0, out.stderr
