@@ -24,6 +24,23 @@ def ensure_writable_dir(folder: Path, label: str) -> None:
         raise ArchsearchError(f"{label}: {folder} is not writable ({e.strerror})") from None
 
 
+def check_creatable_dir(folder: Path, label: str) -> None:
+    """`folder` could be created and written, checked without creating it: its nearest existing
+    ancestor is a writable folder (a command checks this before its work and creates the folder after)."""
+    parent = folder.absolute()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ArchsearchError(f"{label}: cannot create {folder}: {parent} is a file")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".archsearch-probe-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        where = f"cannot create {folder}: {parent}" if parent != folder.absolute() else str(folder)
+        raise ArchsearchError(f"{label}: {where} is not writable ({e.strerror})") from None
+
+
 def ensure_writable_file(path: Path, label: str) -> None:
     """`path` can be written as a file: not a folder, its folder creatable and writable (before any work)."""
     if path.is_dir():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -38,8 +40,6 @@ def test_help_is_fast_and_does_not_import_torch():
 
 def test_command_list_gives_each_command_one_line_when_it_fits():
     """Docstrings wrap in the source; the command list must not keep those breaks."""
-    import os
-
     out = run("--help", env={**os.environ, "COLUMNS": "400"})
     rows = [line for line in out.stdout.splitlines() if line.startswith("│ ")]
     names = [r.split()[1] for r in rows if r[2] != " "]
@@ -133,9 +133,21 @@ def test_train_then_evaluate_from_the_command_line(tmp_path):
     assert ev.returncode == 0, ev.stderr
     assert "macro P/R/F1" in ev.stdout and "ms/image" in ev.stdout
     assert json.loads((tmp_path / "run" / "eval_test.json").read_text())["split"] == "test"
+    # --force replaces the earlier run's outputs (no stale evaluation beside the new model), not the user's files
+    forced = tmp_path / "forced"
+    shutil.copytree(tmp_path / "run", forced)
+    (forced / "notes.txt").write_text("mine")
+    out = run("train", str(digits), "--epochs", "1", "--out", str(forced), "--no-progress", "--force")
+    assert out.returncode == 0, out.stderr
+    assert not (forced / "eval_test.json").exists() and (forced / "notes.txt").read_text() == "mine"
+    assert json.loads((forced / "metrics.json").read_text())["epochs_run"] == 1
+    # --out that is a file, or under one: refused before the data is read (the dataset here does not exist)
+    env = {**os.environ, "ARCHSEARCH_DATA": str(tmp_path), "ARCHSEARCH_OFFLINE": "1", "ARCHSEARCH_CACHE": str(tmp_path / "c")}
+    for bad in (forced / "notes.txt", forced / "notes.txt" / "run"):
+        out = run("train", str(digits), "--set", "data.dataset=mnist", "--out", str(bad), env=env)
+        assert out.returncode == 2 and "--out" in out.stderr and "is a file" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
     # a damaged run folder: one error naming the file, for each command that reads it
-    import shutil
-
     for name, junk in (("metrics.json", "{bad"), ("best.pt", "not a checkpoint")):
         broken = tmp_path / f"broken_{name}"
         shutil.copytree(tmp_path / "run", broken)

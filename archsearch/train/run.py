@@ -8,6 +8,7 @@ best weights by the validation metric), history.json (one record an epoch) and m
 from __future__ import annotations
 
 import platform
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from archsearch.build import build_model, summarize
 from archsearch.data import prepare_train_val
 from archsearch.data.testsplit import test_split_forbidden
 from archsearch.errors import ArchsearchError, TrainingError
-from archsearch.fs import ensure_writable_dir, write_json
+from archsearch.fs import check_creatable_dir, ensure_writable_dir, write_json
 from archsearch.spec.root import Spec
 from archsearch.train.loop import FitResult, fit, seed_everything
 from archsearch.train.precision import resolve_device
@@ -47,9 +48,29 @@ class RunResult:
     metrics: dict
 
 
-def prepare_out_dir(out: Path, force: bool = False) -> None:
-    if out.exists() and any(out.iterdir()) and not force:
+# what a run folder holds once trained, evaluated (eval_<split>.json) and explained (explain/)
+RUN_OUTPUTS = (SPEC_FILE, WEIGHTS_FILE, HISTORY_FILE, METRICS_FILE, "eval_test.json", "eval_val.json", "explain")
+
+
+def check_out_dir(out: Path, force: bool = False) -> None:
+    """Before any work: --out is a folder that can be created, empty unless --force."""
+    if out.exists() and not out.is_dir():
+        raise ArchsearchError(f"--out {out} is a file; give a folder for the run directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
         raise ArchsearchError(f"--out {out} exists and is not empty; choose another folder or pass --force")
+    check_creatable_dir(out, "--out")
+
+
+def prepare_out_dir(out: Path, force: bool = False) -> None:
+    """Create --out; with --force the earlier run's outputs go first (other files stay), so no stale
+    evaluation or figure sits beside the new model."""
+    check_out_dir(out, force)
+    for name in RUN_OUTPUTS if force else ():
+        old = out / name
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        elif old.exists() or old.is_symlink():
+            old.unlink()
     ensure_writable_dir(out, "--out")
 
 
@@ -58,6 +79,7 @@ def train_run(
     progress: bool = True, force: bool = False,
 ) -> RunResult:
     """spec → data (train/val only) → model → fit → run directory."""
+    check_out_dir(out, force)  # a bad --out is refused before the data is loaded
     dev = resolve_device(device)
     seed_everything(spec.train.seed, spec.train.deterministic)
     data = prepare_train_val(spec.data, spec.model.input_shape, device=dev, data_dir=data_dir)  # checks shapes
