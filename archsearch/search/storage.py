@@ -20,7 +20,7 @@ from pathlib import Path
 import optuna
 
 from archsearch.errors import ArchsearchError
-from archsearch.fs import ensure_writable_dir
+from archsearch.fs import check_creatable_dir, ensure_writable_dir
 
 STUDIES_DIR = Path("studies")
 SQLITE_BUSY_TIMEOUT = 300.0  # seconds a connection waits for another writer
@@ -78,6 +78,29 @@ def storage_error(url: str, e: Exception) -> ArchsearchError:
         return ArchsearchError(f"--storage {url}: the storage schema is older than this Optuna; run "
                                f"`optuna storage upgrade --storage {url}` first ({text})")
     return ArchsearchError(f"--storage {url}: cannot open the storage ({type(e).__name__}: {text})")
+
+
+def check_reachable(url: str) -> None:
+    """Connect to a server storage and disconnect, creating nothing (a mistyped or unreachable URL is
+    named as such before other checks blame something else); for a new SQLite file, its folder can be made."""
+    if url.startswith("sqlite:"):
+        path = sqlite_file(url)
+        if path is not None and not path.exists():
+            check_creatable_dir(path.parent, f"--storage {url}")
+        return
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url)
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except (ImportError, ModuleNotFoundError) as e:
+        raise ArchsearchError(f"--storage {url}: a database driver is missing ({e})") from None
+    except Exception as e:  # NoSuchModuleError (unknown dialect), ArgumentError, OperationalError, ...
+        raise storage_error(url, e) from None
 
 
 def _sqlite_wal(url: str) -> None:

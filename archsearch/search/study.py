@@ -15,7 +15,7 @@ from archsearch.data.testsplit import test_split_forbidden
 from archsearch.errors import ArchsearchError, DataError, SpecError
 from archsearch.fs import ensure_writable_dir, read_json, write_json
 from archsearch.search.isolation import exit_reason, fork_trial, unclaim, use_processes, wait_trial
-from archsearch.search.storage import STUDIES_DIR, check_exists, default_storage, make_storage, release, sqlite_file, storage_error
+from archsearch.search.storage import STUDIES_DIR, check_exists, check_reachable, default_storage, make_storage, release, sqlite_file, storage_error
 from archsearch.search.objective import FAILED_STATES, OK, Objective, Surplus
 from archsearch.spec.search import PrunerSpec, SamplerSpec, SearchSpec
 from archsearch.spec.space import Space, check_space
@@ -378,6 +378,7 @@ def prepare_study(space: Space, search: SearchSpec, study_name: str,
         raise SpecError(problems, space.source)
     check_space_data(space, data_dir)
     storage = storage or search.storage or default_storage(study_name)
+    check_reachable(storage)  # a bad URL is named as such, not as the folder clash below
     check_study_dir(study_name, storage)  # before a study is created in another storage
     study = open_study(study_name, storage, search, space)
     check_same_space(study, space)

@@ -234,6 +234,11 @@ def test_a_study_resumes_only_with_its_own_space_and_its_folder_is_not_shared(tm
     assert other.returncode == 2 and "another study named digits_cnn" in other.stderr, other.stderr
     assert not (tmp_path / "other.db").exists()
     assert sorted(p.name for p in (tmp_path / "studies" / "digits_cnn").iterdir()) == kept
+    # a storage that cannot be opened is named as such, not blamed on the folder
+    for bad, says in (("foo://x", "NoSuchModuleError"), ("postgresql://u@127.0.0.1:1/db", "Connection refused"),
+                      (f"sqlite:///{tmp_path / 'studies' / 'digits_cnn.db' / 'x.db'}", "is a file")):
+        out = cli(str(SPACE), "--trials", "1", "--storage", bad)
+        assert out.returncode == 2 and f"--storage {bad}" in out.stderr and says in out.stderr, out.stderr
     renamed = cli(str(SPACE), "--trials", "1", "--set", "train.epochs=1", "--storage", "sqlite:///other.db",
                   "--study", "digits_other")
     assert renamed.returncode == 0, renamed.stderr
