@@ -38,9 +38,10 @@ from optuna.trial import FrozenTrial, TrialState
 from archsearch.build import build_model
 from archsearch.build.summary import latency
 from archsearch.data import prepare_train_val
+from archsearch.data.prepare import check_train_val
 from archsearch.data.base import BatchSource
 from archsearch.data.testsplit import load_test, test_split_forbidden
-from archsearch.errors import ArchsearchError
+from archsearch.errors import ArchsearchError, DataError
 from archsearch.evaluate.metrics import classification_metrics
 from archsearch.evaluate.stats import PairedTest, Spread, paired_test, spread
 from archsearch.fs import ensure_writable_dir, write_json
@@ -303,8 +304,16 @@ def leaderboard(
     overrides = check_overrides(overrides, retrain)
     check_select(select, top, retrain)
     trials = top_trials(study, top, distinct=distinct)
-    for t in trials if overrides else ():
-        retrain_spec(t, 0, overrides)  # a bad --set fails here, before hours of training
+    checked: set[str] = set()
+    for t in trials if overrides else ():  # a bad --set fails here, before hours of training
+        spec = retrain_spec(t, 0, overrides)
+        key = json.dumps([spec.data.model_dump(mode="json"), list(spec.model.input_shape)], sort_keys=True)
+        if key not in checked:  # data sizes the --set asks for: checked before any folder or training
+            checked.add(key)
+            try:
+                check_train_val(spec.data, spec.model.input_shape, data_dir)
+            except DataError as e:
+                raise DataError(f"--set {' '.join(overrides)}: trial {t.number}: {e}", e.field) from None
     folder = results_folder(study_dir, overrides)
     ensure_writable_dir(folder, "results of `archsearch best`")
     selection = None

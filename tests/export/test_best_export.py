@@ -283,6 +283,7 @@ def test_bad_best_settings_are_refused_before_any_work(searched, monkeypatch):
                        (["--top", "2", "--select", "2"], "below --top"),
                        (["--retrain", "reuse", "--select", "1"], "--retrain full"),
                        (["--retrain", "reuse", "--seeds", "3"], "--retrain full"),
+                       (["--set", "data.train_size=99999"], "data.train_size=99999"),  # more than digits has
                        (["--export", "/proc/archsearch_bundle"], "not writable")):  # root may "access" /proc
         result = CliRunner().invoke(app, ["best", "--study", "digits_cnn", *args])
         assert isinstance(result.exception, ArchsearchError) and says in str(result.exception), (args, result.exception)
