@@ -15,11 +15,11 @@ class Problem:
 
     path: str
     message: str
-    line: int | None = None
+    line: int | str | None = None  # a str names where the value came from instead, e.g. "--set train.lr=x"
     column: int | None = None
 
     def __str__(self) -> str:
-        where = [f"line {self.line}"] if self.line is not None else []
+        where = [] if self.line is None else [self.line if isinstance(self.line, str) else f"line {self.line}"]
         if self.path:
             where.append(self.path)
         return ": ".join([*where, self.message])

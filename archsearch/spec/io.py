@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from archsearch.errors import Problem, SpecError
 
 Loc = tuple[str | int, ...]
-LineMap = dict[Loc, tuple[int, int]]
+LineMap = dict[Loc, tuple[int | str | None, int | None]]  # a str: where a --set put the value
 
 _STANDARD_TAGS = {
     "tag:yaml.org,2002:map",
@@ -352,6 +352,7 @@ def load_spec(path: str | Path, overrides: Iterable[str] = ()):
 
     data, lines = load_yaml(path)
     data = apply_overrides(data, overrides, source=str(path))
+    lines = override_lines(lines, overrides)
     dims = dimensions(data, lines, str(path))
     if dims:
         names = ", ".join(d.name for d in dims[:4]) + (", ..." if len(dims) > 4 else "")
@@ -378,7 +379,7 @@ def apply_overrides(data: Any, overrides: Iterable[str], source: str | None = No
             value, _ = parse_yaml(raw, "--set")
         except SpecError as e:
             raise SpecError([Problem(f"--set {key}", p.message) for p in e.problems], source) from None
-        parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+        parts = _override_loc(key)
         node = data
         for i, part in enumerate(parts[:-1]):
             nxt = parts[i + 1]
@@ -396,3 +397,22 @@ def apply_overrides(data: Any, overrides: Iterable[str], source: str | None = No
         else:
             raise SpecError([Problem(f"--set {key}", f"cannot set {format_loc(parts)}")], source)
     return data
+
+
+def _override_loc(key: str) -> list[str | int]:
+    return [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+
+
+def override_lines(lines: LineMap, overrides: Iterable[str]) -> LineMap:
+    """The YAML line map after `overrides`: a value set by `--set` (and all below it) is located by
+    that --set, not by the file's line of the value it replaced."""
+    out = dict(lines)
+    for item in overrides:
+        key, sep, _ = item.partition("=")
+        if not sep:
+            continue
+        loc = tuple(_override_loc(key))
+        for k in [k for k in out if k[:len(loc)] == loc]:
+            del out[k]
+        out[loc] = (f"--set {item}", None)
+    return out

@@ -223,10 +223,11 @@ def load_space(path: Any, overrides: Any = ()) -> Space:
     """Read a spec or a space; every dimension is checked (SpecError with YAML lines)."""
     from pathlib import Path
 
-    from archsearch.spec.io import apply_overrides, load_yaml
+    from archsearch.spec.io import apply_overrides, load_yaml, override_lines
 
     data, lines = load_yaml(path)
     data = apply_overrides(data, overrides, source=str(path))
+    lines = override_lines(lines, overrides)
     return space_from_data(data, str(path), Path(path).parent, lines)
 
 
@@ -271,19 +272,18 @@ def check_space(space: Space, limit: int = 200) -> tuple[int, list[Problem]]:
             for i in range(len(dim.choices)):
                 for mode in ("low", "high"):
                     assignments.append((f"{dim.name} = option {i} (others {mode})", _pick(mode, dim, i)))
-    problems: list[Problem] = []
-    seen: set[str] = set()
+    found: dict[str, tuple[Problem, str, int]] = {}  # problem → (itself, first assignment, how many had it)
     checked = 0
     for label, suggest in assignments[:limit]:
         checked += 1
         try:
             space.resolve(suggest)
         except SpecError as e:
-            for p in e.problems:
+            for p in {f"{p.path}|{p.message}": p for p in e.problems}.values():
                 key = f"{p.path}|{p.message}"
-                if key in seen:
-                    continue
-                seen.add(key)
-                where = f" [when {label}]" if space.dims else ""  # a spec without dimensions has one resolution
-                problems.append(Problem(p.path, p.message + where, p.line, p.column))
+                first, where, n = found.get(key, (p, label, 0))
+                found[key] = (first, where, n + 1)
+    # a problem every assignment has does not depend on the dimensions: no [when ...] for it
+    problems = [Problem(p.path, p.message + (f" [when {label}]" if n < checked else ""), p.line, p.column)
+                for p, label, n in found.values()]
     return checked, problems

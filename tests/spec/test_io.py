@@ -153,3 +153,28 @@ def test_overrides_set_nested_fields_and_parse_values():
     assert out["data"]["augment"] == ["hflip"] and data["model"]["layers"][0]["out"] == 8
     with pytest.raises(SpecError, match="key=value"):
         apply_overrides(data, ["train.lr"])
+
+
+def test_a_value_from_set_is_located_by_the_set_not_by_the_line_it_replaced(write):
+    path = write("spec.yaml", GOOD)
+    with pytest.raises(SpecError) as info:
+        load_spec(path, ["model.layers.0.out=-3", "train.lrr=0.1", "model.layers.1={type: activation, fn: nope}"])
+    found = {p.path: str(p) for p in info.value.problems}
+    assert found["model.layers[0].out"].startswith("--set model.layers.0.out=-3: "), found
+    assert found["train.lrr"].startswith("--set train.lrr=0.1: "), found
+    assert found["model.layers[1].fn"].startswith("--set model.layers.1={type: activation, fn: nope}: "), found
+    with pytest.raises(SpecError) as info:  # a value the --set did not touch keeps its YAML line
+        load_spec(write("bad.yaml", GOOD.replace("slope: 0.1", "slope: -1")), ["train.lr=0.1"])
+    assert [str(p) for p in info.value.problems] == [
+        "line 5: model.layers[1].slope: Input should be greater than or equal to 0"]
+
+
+def test_only_problems_that_depend_on_the_dimensions_name_an_assignment(write):
+    from archsearch.spec.space import check_space, load_space
+
+    space = load_space(write("space.yaml", GOOD.replace("out: 8}", "out: {choice: [8, -1]}}")), ["train.lr=-1"])
+    _, problems = check_space(space)
+    assert sorted(str(p) for p in problems) == [
+        "--set train.lr=-1: train.lr: Input should be greater than 0",  # every assignment has it
+        "line 4: model.layers[0].out: Input should be greater than 0 [when all high]",
+    ]
