@@ -73,6 +73,10 @@ def validate(
         n = len({d.name for d in space.dims})
         extra = f", search space: {n} parameters, {checked} extreme specs valid" if space.dims else ""
         typer.echo(f"ok: {path} ({kind}, {spec.data.dataset}{extra})")
+        folder = spec.data.path if spec.data.dataset == "image_folder" else None
+        if folder and not Path(folder).expanduser().is_dir():  # a data location, not a spec error: a note
+            typer.echo(f"  note: data.path {folder} is not a folder here; train and run need it "
+                       "(--set data.path=DIR)", err=True)
     if failed:
         raise typer.Exit(2)
 

@@ -52,9 +52,11 @@ class FilePool:
 def _root(path: str | Path) -> Path:
     root = Path(path).expanduser()
     if not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        full = "" if root.is_absolute() else f" (resolved to {root.resolve()})"
         raise DataError(
-            f"data.path: image folder {root} does not exist (resolved to {root.resolve()}): "
-            "point data.path at a folder with one sub-folder of images per class"
+            f"data.path: image folder {root} {what}{full}: "
+            "point data.path at a folder with one sub-folder of images per class", "data.path"
         )
     return root
 
