@@ -317,13 +317,14 @@ def _search_section(space):
         raise SpecError(validation_problems(e, space.data, dict(space.lines), ("search",)), space.source) from None
 
 
-def _search_summary(result) -> None:
+def _search_summary(result, quiet: bool = False) -> None:
     from archsearch.search.study import best_ok_trials
 
     best = best_ok_trials(result.study, 1)
     summary = f"best trial #{best[0].number}: val {best[0].user_attrs['val_metric']:.4f}, " \
               f"{best[0].user_attrs['params']:,} params" if best else "no completed trial yet"
-    typer.echo(f"{result.finished} finished trial(s) ({result.stopped}); {summary}")
+    if not quiet:
+        typer.echo(f"{result.finished} finished trial(s) ({result.stopped}); {summary}")
     if result.stopped == "interrupted":
         raise typer.Exit(130)
 
@@ -389,6 +390,7 @@ def worker(
     device: DeviceOpt = None,
     data_dir: DataDirOpt = None,
     name: Annotated[Optional[str], typer.Option(help="a label for this worker's lines")] = None,
+    summary: Annotated[bool, typer.Option(hidden=True, help="the closing line (`run --workers` prints one for all)")] = True,
 ) -> None:
     """Join a study from anywhere: its space is read from the study; runs trials until N have finished study-wide."""
     import os
@@ -407,7 +409,7 @@ def worker(
     result = run_search(space, _search_section(space), study_name=study, storage=storage, trials=trials,
                         timeout=timeout, device=device, data_dir=str(data_dir) if data_dir else None,
                         echo=typer.echo, progress=False, worker=name)
-    _search_summary(result)
+    _search_summary(result, quiet=not summary)
 
 
 def _open_study_for(study: str | None, storage: str | None):
@@ -543,11 +545,19 @@ def status(
     if not urls:
         typer.echo(f"no studies in {studies_dir}/ (give --storage URL for another storage)")
         return
+    import optuna
+
+    from archsearch.search.study import counts
+
     for url in urls:
         for s in study_summaries(url):
             best = s.best_trial.values if s.best_trial is not None else None
             best_s = ", ".join(f"{v:.4f}" for v in best) if best else "-"
-            typer.echo(f"{s.study_name:<30} {s.n_trials:>5} trials  best {best_s:<16} {url}")
+            c = counts(optuna.load_study(study_name=s.study_name, storage=url))
+            more = ", ".join(f"{c[k]} {k.replace('_', ' ')}" for k in ("pruned", "over_budget", "failed", "running")
+                             if c[k])
+            typer.echo(f"{s.study_name:<30} {c['finished']:>5} finished{f' ({more})' if more else ''}  "
+                       f"best {best_s:<16} {url}")
 
 
 @app.command()

@@ -137,11 +137,8 @@ class _LiveView:
         if trial.user_attrs.get("status") == "surplus":  # never ran: nothing to report
             return
         trials = study.get_trials(deepcopy=False)
-        n_done = sum(t.state in FINISHED for t in trials)
-        pruned = sum(t.state == TrialState.PRUNED for t in trials)
-        over = sum(t.user_attrs.get("status") == "over_budget" for t in trials)  # skipped by design, not failures
-        failed = sum((t.state == TrialState.FAIL or t.user_attrs.get("status") in FAILED_STATES)
-                     and t.user_attrs.get("status") != "over_budget" for t in trials)
+        c = counts(study, trials)
+        n_done, pruned, over, failed = c["finished"], c["pruned"], c["over_budget"], c["failed"]
         ok = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("status") == OK]
         best = max(ok, key=lambda t: t.user_attrs["val_metric"], default=None)
         rate = (time.perf_counter() - self.t0) / max(1, n_done - self.start_finished)
@@ -228,11 +225,22 @@ def fail_and_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason:
         return False
 
 
-def counts(study: optuna.Study) -> dict[str, int]:
-    out = {s: 0 for s in ("finished", "running", "waiting")}
-    for t in study.get_trials(deepcopy=False):
+def counts(study: optuna.Study, trials: list | None = None) -> dict[str, int]:
+    """Trials by what became of them. finished = complete + pruned (what --trials counts); over
+    budget trials were skipped by design and surplus ones (a race past the target) never ran, so
+    neither counts as failed."""
+    out = {s: 0 for s in ("finished", "pruned", "failed", "over_budget", "running", "waiting")}
+    for t in study.get_trials(deepcopy=False) if trials is None else trials:
+        status = t.user_attrs.get("status")
+        if status == "over_budget":
+            out["over_budget"] += 1
+        elif status == "surplus":
+            pass
+        elif t.state == TrialState.FAIL or status in FAILED_STATES:
+            out["failed"] += 1
         if t.state in FINISHED:
             out["finished"] += 1
+            out["pruned"] += t.state == TrialState.PRUNED
         elif t.state == TrialState.RUNNING:
             out["running"] += 1
         elif t.state == TrialState.WAITING:

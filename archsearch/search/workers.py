@@ -42,7 +42,7 @@ def run_workers(*, workers: int, study: str, storage: str, trials: int, timeout:
     procs: list[subprocess.Popen] = []
     for i in range(workers):
         cmd = [sys.executable, "-m", "archsearch", "worker", "--study", study, "--storage", storage,
-               "--trials", str(trials), "--name", f"w{i + 1}"]
+               "--trials", str(trials), "--name", f"w{i + 1}", "--no-summary"]
         if timeout is not None:
             cmd += ["--timeout", str(timeout)]
         if device is not None:
