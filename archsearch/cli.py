@@ -278,7 +278,8 @@ def explain(
     result = explain_run(run_dir, out, images=images, per_class=per_class, layer=layer, index=index, figures=only,
                          device=device, data_dir=str(data_dir) if data_dir else None, echo=typer.echo,
                          progress=sys.stderr.isatty())
-    typer.echo(f"{len(result.figures)} figures in {result.out} (open {result.out / 'index.html'})")
+    n = len(result.figures)
+    typer.echo(f"{n} figure{'s' if n != 1 else ''} in {result.out} (open {result.out / 'index.html'})")
 
 
 StudyOpt = Annotated[Optional[str], typer.Option(help="study name (default: search.study, the spec's name or file stem)")]
@@ -641,7 +642,8 @@ def insights(
     st, _ = _open_study_for(study, storage)
     metric = metric_name(st)
     imp = importances(st)
-    typer.echo(f"study {st.study_name}: {len(st.trials)} trials")
+    n = len(st.trials)
+    typer.echo(f"study {st.study_name}: {n} trial{'s' if n != 1 else ''}")
     if imp:
         typer.echo(f"\nparameter importances for {metric} (Optuna's default evaluator, trials that trained to the end)")
         for name, value in imp.items():

@@ -146,7 +146,11 @@ class _LiveView:
         status = trial.user_attrs.get("status", trial.state.name.lower())
         val = trial.user_attrs.get("val_metric")
         reason = trial.user_attrs.get("reason") or trial.system_attrs.get("fail_reason", "")
-        what = f"val {val:.4f}" if val is not None else reason.strip().splitlines()[-1][:70] if reason else ""
+        history = trial.user_attrs.get("history") or []
+        if val is None and trial.state == TrialState.PRUNED and history:  # where the pruner stopped it
+            what = f"epoch {history[-1]['epoch']}: val {history[-1]['val_metric']:.4f}"
+        else:
+            what = f"val {val:.4f}" if val is not None else reason.strip().splitlines()[-1][:70] if reason else ""
         best_s = f"best {best.user_attrs['val_metric']:.4f} (#{best.number})" if best else "best -"
         self.echo(
             f"{self.tag}trial {trial.number:>3} [{n_done}/{self.target}] {status:<11} {what:<24} "
@@ -419,7 +423,9 @@ def run_search(space: Space, search: SearchSpec, *, study_name: str, storage: st
         c = counts(study)
         tag = f"[{worker}] " if worker else ""
         echo(f"{tag}study {study_name} on {storage}: {c['finished']} finished trial(s), target {target}; "
-             f"{len({d.name for d in space.dims})} parameters, {checked} extreme specs checked; device {dev}")
+             + (f"{len({d.name for d in space.dims})} parameters, {checked} extreme specs checked"
+                if space.dims else "a fixed spec (no search dimensions): trained once, later trials reuse its result")
+             + f"; device {dev}")
         if c["finished"] >= target:
             return SearchResult(study, c["finished"], "trials")
         me = f"{_host()}:{os.getpid()}"

@@ -30,12 +30,19 @@ def search(tmp_path, monkeypatch, *overrides, trials=None, storage=None, echo=la
 @pytest.mark.parametrize(("pruner", "expect_pruned"), [("median", True), ("none", False)])
 def test_median_pruner_prunes_and_none_does_not(tmp_path, monkeypatch, pruner, expect_pruned):
     reads = held_out_reads()
-    study = search(tmp_path, monkeypatch, f"search.pruner.name={pruner}", "train.epochs=5", trials=12)
+    lines: list[str] = []
+    study = search(tmp_path, monkeypatch, f"search.pruner.name={pruner}", "train.epochs=5", trials=12,
+                   echo=lines.append)
     assert held_out_reads() == reads, "the search read the test split"
     states = [t.state for t in study.trials]
     assert len(study.trials) == 12
     pruned = states.count(TrialState.PRUNED)
     assert (pruned >= 1) if expect_pruned else (pruned == 0)
+    for t in study.trials:  # a pruned trial's line says where it was stopped and at what value
+        if t.state == TrialState.PRUNED:
+            last = t.user_attrs["history"][-1]
+            line = next(line for line in lines if line.startswith(f"trial {t.number:>3} "))
+            assert f"pruned      epoch {last['epoch']}: val {last['val_metric']:.4f}" in line, line
     ok = [t for t in study.trials if t.user_attrs.get("status") == "ok"]
     assert ok and all(len(t.user_attrs["history"]) == 5 for t in ok)
     assert all({"spec", "params", "flops", "memory_bytes", "device", "seconds"} <= set(t.user_attrs) for t in ok)
