@@ -181,3 +181,5 @@ def test_a_path_where_a_name_or_folder_belongs_is_refused(tmp_path):
 def test_evaluate_rejects_a_folder_that_is_not_a_run(tmp_path):
     out = run("evaluate", str(tmp_path))
     assert out.returncode == 2 and "not a finished run directory" in out.stderr
+    out = run("evaluate", str(tmp_path / "nope"))
+    assert out.returncode == 2 and "no such run directory" in out.stderr, out.stderr

@@ -167,7 +167,15 @@ def top_trials(study: optuna.Study, k: int, distinct: bool = False) -> list[Froz
     ok = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
           if t.user_attrs.get("status") == OK and "val_metric" in t.user_attrs and "duplicate_of" not in t.user_attrs]
     if not ok:
-        raise ArchsearchError(f"study {study.study_name} has no completed trial to evaluate; run `archsearch run` first")
+        from archsearch.search.study import counts
+
+        c = counts(study)
+        if not study.trials:
+            raise ArchsearchError(f"study {study.study_name} has no trials yet; run `archsearch run` first")
+        what = ", ".join(f"{c[k]} {k.replace('_', ' ')}" for k in ("pruned", "over_budget", "failed", "running") if c[k])
+        raise ArchsearchError(f"study {study.study_name} has no trial that trained to the end to evaluate "
+                              f"({len(study.trials)} trial(s): {what or 'none finished'}); run more trials "
+                              "(`archsearch run`), or loosen search.budgets if they are over budget")
     front = {t.number for t in study.best_trials} if len(study.directions) > 1 else set()
     ranked = sorted(ok, key=lambda t: (t.number not in front, -t.user_attrs["val_metric"], t.number))
     if distinct:

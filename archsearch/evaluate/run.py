@@ -23,6 +23,8 @@ from archsearch.train.run import METRICS_FILE, SPEC_FILE, WEIGHTS_FILE
 def load_run(run_dir: Path, device: torch.device | str = "cpu") -> tuple[Spec, torch.nn.Module, dict]:
     """The resolved spec, the model with its best weights (eval mode) and metrics.json of a run."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ArchsearchError(f"{run_dir}: no such run directory" + (" (a file)" if run_dir.exists() else ""))
     missing = [f for f in (SPEC_FILE, WEIGHTS_FILE, METRICS_FILE) if not (run_dir / f).is_file()]
     if missing:
         raise ArchsearchError(f"{run_dir} is not a finished run directory (missing {', '.join(missing)})")

@@ -71,6 +71,9 @@ def load_bundle(path: Path) -> Bundle:
     except (OSError, ValueError) as e:
         raise _fail(path, f"cannot read {METRICS_FILE} ({e})") from None
     missing = [k for k in ("classes", "test", "history") if k not in metrics]
+    if missing and (path / "best.pt").is_file() and "test" in missing:
+        raise _fail(path, "a run directory of `archsearch train`, not an export bundle: give a folder written by "
+                          "`archsearch best --export`")
     if missing:
         raise _fail(path, f"{METRICS_FILE} lacks {', '.join(missing)}")
     classes, test = [str(c) for c in metrics["classes"]], metrics["test"]

@@ -259,9 +259,14 @@ def test_distinct_keeps_one_trial_per_network(searched, tmp_path):
 def test_bad_input_is_one_clear_error(searched, tmp_path):
     out = cli(searched, "best", "--study", "nope")
     assert out.returncode == 2 and "digits_cnn" in out.stderr and "Traceback" not in out.stderr
-    optuna.create_study(study_name="empty", storage=f"sqlite:///{searched / 'studies' / 'empty.db'}")
+    empty = optuna.create_study(study_name="empty", storage=f"sqlite:///{searched / 'studies' / 'empty.db'}")
     out = cli(searched, "best", "--study", "empty")
-    assert out.returncode == 2 and "no completed trial" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "no trials yet" in out.stderr and "Traceback" not in out.stderr
+    trial = empty.ask()  # a trial refused by the budget: the message says so
+    trial.set_user_attr("status", "over_budget")
+    empty.tell(trial, state=optuna.trial.TrialState.FAIL)
+    out = cli(searched, "best", "--study", "empty")
+    assert out.returncode == 2 and "1 trial(s): 1 over budget" in out.stderr and "search.budgets" in out.stderr, out.stderr
     (searched / "a_file").write_text("")
     out = cli(searched, "best", "--study", "digits_cnn", "--export", "a_file/bundle")
     assert out.returncode == 2 and "a_file" in out.stderr and "Traceback" not in out.stderr

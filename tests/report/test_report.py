@@ -193,6 +193,9 @@ def test_bad_bundle_is_one_clear_error(searched, tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"classes": ["a"], "history": []}))
     with pytest.raises(ArchsearchError, match="lacks test"):
         report_html(searched.study, bundle=tmp_path)
+    (tmp_path / "best.pt").write_bytes(b"")  # a run folder of `archsearch train` is named as such
+    with pytest.raises(ArchsearchError, match="a run directory of `archsearch train`, not an export bundle"):
+        report_html(searched.study, bundle=tmp_path)
 
 
 def test_multi_objective_study_has_a_pareto_front(searched):
