@@ -178,7 +178,8 @@ def _clean_loc(data: Any, loc: Iterable[str | int]) -> tuple[Loc, Any]:
             node = node[part]
         elif isinstance(node, Mapping) and isinstance(part, str) and node.get("type") == part:
             continue  # discriminated-union tag
-        elif isinstance(part, str) and ("[" in part or part in _UNION_BRANCHES or part.startswith("function-")):
+        elif isinstance(part, str) and ("[" in part or part in _UNION_BRANCHES
+                                        or part.startswith(("function-", "constrained-"))):
             continue  # e.g. 'list[...]', 'literal[...]', 'function-after[...]'
         else:
             clean.append(part)
@@ -204,7 +205,7 @@ def _message(err: Mapping[str, Any]) -> str:
         valid = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
         close = difflib.get_close_matches(tag, valid, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"unknown type {tag!r}{hint} Valid types: {', '.join(valid)}"
+        return f"unknown type {tag!r}" + (f"{hint} Valid" if hint else "; valid") + f" types: {', '.join(valid)}"
     if kind == "union_tag_not_found":
         tags = ctx.get("expected_tags")  # pydantic gives only the discriminator's name here
         return f"missing `type` (one of the valid types: {tags})" if tags else "missing `type`"
@@ -222,19 +223,53 @@ def _message(err: Mapping[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
+# what a value of a union's branch is, for one message where each branch refused the value
+_KINDS = {"int_parsing": "a whole number", "int_type": "a whole number", "int_from_float": "a whole number",
+          "float_parsing": "a number", "float_type": "a number", "bool_parsing": "true or false",
+          "bool_type": "true or false", "string_type": "a string", "list_type": "a list", "tuple_type": "a list",
+          "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
+          "none_required": "null"}
+
+
+def _alternative(err: Mapping[str, Any]) -> str | None:
+    if err.get("type") == "literal_error":
+        names = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+        return f"one of: {', '.join(names)}" if names else None
+    return _KINDS.get(str(err.get("type")))
+
+
+def _union_message(errs: list[Mapping[str, Any]]) -> str:
+    """One message for a value every branch of a union refused (pydantic gives one error a branch)."""
+    alts = [_alternative(e) for e in errs]
+    if all(alts):
+        inp = errs[0].get("input")
+        literal = next((e for e in errs if e.get("type") == "literal_error"), None)
+        hint = _message(literal).partition("; did you mean")[2] if literal else ""
+        return (f"got {inp!r}, expected " + ", or ".join(dict.fromkeys(alts))
+                + (f"; did you mean{hint}" if hint else ""))
+    return "; or ".join(dict.fromkeys(_message(e) for e in errs))
+
+
 def validation_problems(exc: ValidationError, data: Any, lines: LineMap, prefix: Loc = ()) -> list[Problem]:
-    """pydantic errors → Problems with clean field paths and YAML lines (one per location)."""
-    problems: list[Problem] = []
-    seen: set[tuple[Loc, str]] = set()
+    """pydantic errors → Problems with clean field paths and YAML lines (one per location; the
+    errors of a union's branches at one location become one message)."""
+    groups: dict[Loc, list[tuple[tuple, Mapping[str, Any]]]] = {}
     for err in exc.errors():
-        loc, _ = _clean_loc(data, (*prefix, *err["loc"]))
-        msg = _message(err)
-        if err.get("type") == "extra_forbidden":
-            msg = f"unknown field {loc[-1]!r}"
-        if (loc, msg) in seen:
-            continue
-        seen.add((loc, msg))
-        problems.append(Problem(format_loc(loc), msg, *_line_of(lines, loc)))
+        raw = (*prefix, *err["loc"])
+        loc, _ = _clean_loc(data, raw)
+        groups.setdefault(loc, []).append((raw, err))
+    problems: list[Problem] = []
+    for loc, errs in groups.items():
+        messages: list[str] = []
+        union = [e for raw, e in errs if raw != loc]  # branch names in the raw location: a union's errors
+        if len(union) > 1:
+            messages.append(_union_message(union))
+        for raw, err in errs:
+            if len(union) > 1 and raw != loc:
+                continue
+            messages.append(f"unknown field {loc[-1]!r}" if err.get("type") == "extra_forbidden" else _message(err))
+        for msg in dict.fromkeys(messages):
+            problems.append(Problem(format_loc(loc), msg, *_line_of(lines, loc)))
     return problems
 
 

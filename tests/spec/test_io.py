@@ -178,3 +178,14 @@ def test_only_problems_that_depend_on_the_dimensions_name_an_assignment(write):
         "--set train.lr=-1: train.lr: Input should be greater than 0",  # every assignment has it
         "line 4: model.layers[0].out: Input should be greater than 0 [when all high]",
     ]
+
+
+def test_a_value_every_branch_of_a_union_refuses_is_one_problem(write):
+    with pytest.raises(SpecError) as info:
+        load_spec(write("spec.yaml", GOOD), ["model.layers.0.padding=sme", "data.normalize=foo", "data.augment=[foo]"])
+    assert sorted(str(p).split(": ", 1)[1] for p in info.value.problems) == [
+        "data.augment[0]: unknown type 'foo'; valid types: hflip, rotation, rotate90, random_crop, translate, "
+        "random_erasing",
+        "data.normalize: got 'foo', expected one of: auto, imagenet, none, or a mapping",
+        "model.layers[0].padding: got 'sme', expected a whole number, or one of: same, valid; did you mean 'same'?",
+    ]
