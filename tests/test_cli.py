@@ -55,6 +55,15 @@ def test_validate_all_examples():
     assert out.stderr.count("note: data.path") == sum("s4_" in p.name for p in EXAMPLES) > 0, out.stderr
 
 
+@pytest.mark.parametrize("setting, says", [
+    ("search.storage=foo://x", "search.storage: not a usable storage URL"),
+    ("search.budgets.gpu_memory=4", "less than 1 MiB"),  # a bare number is bytes: 4 meant 4 GiB
+])
+def test_validate_refuses_a_storage_url_or_budget_that_cannot_be_meant(setting, says):
+    out = run("validate", str(ROOT / "spaces" / "digits_cnn.yaml"), "--set", setting)
+    assert out.returncode == 2 and says in out.stderr and f"--set {setting}" in out.stderr, out.stderr
+
+
 def test_validate_lists_every_error_and_exits_2(write):
     bad = write("bad.yaml", "model:\n  input: [1, 28, 28]\n  layers:\n    - {type: conv3d, out: 4}\n    - {type: linear, out: -1}\n")
     good = EXAMPLES[0]

@@ -54,7 +54,12 @@ class Budgets(StrictModel):
     @field_validator("gpu_memory", mode="before")
     @classmethod
     def _size(cls, v: Any) -> Any:
-        return None if v is None else parse_bytes(v)
+        if v is None:
+            return None
+        n = parse_bytes(v)
+        if n < 2**20:  # a bare number is bytes: `gpu_memory: 4` meant 4 GiB
+            raise ValueError(f"{v!r} is {n:,} bytes, less than 1 MiB: write a size such as '4GiB' or '512MB'")
+        return n
 
 
 class HeartbeatSpec(StrictModel):
