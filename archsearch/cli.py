@@ -644,10 +644,15 @@ def insights(
 ) -> None:
     """Which choices mattered: parameter importances, and each value of each discrete parameter
     at an early epoch (all trials, pruned ones too) and at the end (trials that trained to the end)."""
-    from archsearch.report.insights import choice_rows, importances
+    from archsearch.errors import ArchsearchError
+    from archsearch.report.insights import choice_rows, importances, longest_run
     from archsearch.report.records import metric_name
 
     st, _ = _open_study_for(study, storage)
+    longest = longest_run(st)
+    if longest and epoch > longest:
+        raise ArchsearchError(f"--epoch {epoch}: no trial of {st.study_name} trained that long (the longest: "
+                              f"{longest} epoch{'s' if longest != 1 else ''})")
     metric = metric_name(st)
     imp = importances(st)
     n = len(st.trials)

@@ -43,6 +43,11 @@ def _trained(study: optuna.Study) -> list[FrozenTrial]:
             if t.user_attrs.get("history") and "duplicate_of" not in t.user_attrs]
 
 
+def longest_run(study: optuna.Study) -> int:
+    """The most epochs any trial of the study trained (0: none trained)."""
+    return max((int(r["epoch"]) for t in _trained(study) for r in t.user_attrs["history"]), default=0)
+
+
 def val_at(t: FrozenTrial, epoch: int) -> float | None:
     for r in t.user_attrs.get("history") or []:
         if int(r["epoch"]) == epoch:

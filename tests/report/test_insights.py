@@ -60,6 +60,10 @@ def test_cli_prints_both_tables_and_names_a_missing_storage(study):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "parameter importances" in out.stdout and "by choice" in out.stdout and "batchnorm" in out.stdout
+    late = subprocess.run([sys.executable, "-m", "archsearch", "insights", "--study", "t", "--epoch", "99"], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert late.returncode == 2 and "--epoch 99: no trial of t trained that long" in late.stderr, late.stderr
+    assert late.stdout == ""  # refused before any table
     bad = subprocess.run([sys.executable, "-m", "archsearch", "insights", "--storage", "sqlite:///nope/x.db"],
                          cwd=root, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "nope/x.db" in bad.stderr
