@@ -282,7 +282,7 @@ def parse_spec(
 
     lines = lines or {}
     if not isinstance(data, Mapping):
-        raise SpecError([Problem("", f"a spec is a mapping with a `model:` section, got {type(data).__name__}")], source)
+        raise not_a_spec(data, source)
     data = _resolve_paths(dict(data), Path(base_dir) if base_dir else None)
     try:
         spec = Spec.model_validate(data)
@@ -420,6 +420,8 @@ def apply_overrides(data: Any, overrides: Iterable[str], source: str | None = No
             nxt = parts[i + 1]
             if isinstance(node, list) and isinstance(part, int) and part < len(node):
                 node = node[part]
+            elif isinstance(node, list) and isinstance(part, int):
+                raise SpecError([Problem(f"--set {key}", _out_of_range(parts[:i], node, part))], source)
             elif isinstance(node, dict):
                 node = node.setdefault(part, [] if isinstance(nxt, int) else {})
             else:
@@ -429,9 +431,22 @@ def apply_overrides(data: Any, overrides: Iterable[str], source: str | None = No
             node[last] = value
         elif isinstance(node, dict):
             node[last] = value
+        elif isinstance(node, list) and isinstance(last, int):
+            raise SpecError([Problem(f"--set {key}", _out_of_range(parts[:-1], node, last))], source)
         else:
             raise SpecError([Problem(f"--set {key}", f"cannot set {format_loc(parts)}")], source)
     return data
+
+
+def _out_of_range(loc: list[str | int], items: list, index: int) -> str:
+    return (f"{format_loc(loc)} has {len(items)} item(s), so index {index} is out of range "
+            f"(0 to {len(items) - 1}; to add one, --set the whole list)")
+
+
+def not_a_spec(data: Any, source: str | None) -> SpecError:
+    """The error for a file whose top level is not a mapping (an empty file included)."""
+    got = "the file is empty" if data is None else f"got {type(data).__name__}"
+    return SpecError([Problem("", f"a spec is a mapping with a `model:` section; {got}")], source)
 
 
 def _override_loc(key: str) -> list[str | int]:

@@ -237,7 +237,9 @@ def space_from_data(data: Any, source: str, base_dir: Any, lines: Any = None) ->
 
     path, lines = source, lines or {}
     if not isinstance(data, Mapping):
-        raise SpecError([Problem("", f"a spec is a mapping with a `model:` section, got {type(data).__name__}")], str(path))
+        from archsearch.spec.io import not_a_spec
+
+        raise not_a_spec(data, str(path))
     dims = dimensions(data, lines, str(path))
     for section in ("search",):
         bad = [d for d in dims if d.loc and d.loc[0] == section]

@@ -143,7 +143,9 @@ def test_missing_file_and_non_mapping(write, tmp_path):
     with pytest.raises(SpecError, match="file not found"):
         load_spec(tmp_path / "absent.yaml")
     (p,) = _problems("- just\n- a list\n", write)
-    assert "mapping" in p.message
+    assert "mapping" in p.message and "got list" in p.message
+    (p,) = _problems("", write)
+    assert p.message.endswith("the file is empty")
 
 
 def test_overrides_set_nested_fields_and_parse_values():
@@ -153,6 +155,9 @@ def test_overrides_set_nested_fields_and_parse_values():
     assert out["data"]["augment"] == ["hflip"] and data["model"]["layers"][0]["out"] == 8
     with pytest.raises(SpecError, match="key=value"):
         apply_overrides(data, ["train.lr"])
+    for key in ("model.layers.5.out=3", "model.layers.5={type: flatten}"):
+        with pytest.raises(SpecError, match=r"model.layers has 1 item\(s\), so index 5 is out of range \(0 to 0"):
+            apply_overrides(data, [key])
 
 
 def test_a_value_from_set_is_located_by_the_set_not_by_the_line_it_replaced(write):
