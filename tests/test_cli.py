@@ -145,19 +145,21 @@ def test_train_then_evaluate_from_the_command_line(tmp_path):
     assert "macro P/R/F1" in ev.stdout and "ms/image" in ev.stdout
     assert json.loads((tmp_path / "run" / "eval_test.json").read_text())["split"] == "test"
     # --force replaces the earlier run's outputs (no stale evaluation beside the new model), not the user's files
+    from archsearch.errors import ArchsearchError
+    from archsearch.spec import load_spec
+    from archsearch.train.run import train_run
+
     forced = tmp_path / "forced"
     shutil.copytree(tmp_path / "run", forced)
     (forced / "notes.txt").write_text("mine")
-    out = run("train", str(digits), "--epochs", "1", "--out", str(forced), "--no-progress", "--force")
-    assert out.returncode == 0, out.stderr
+    train_run(load_spec(digits, ["train.epochs=1"]), forced, device="cpu", progress=False, force=True)
     assert not (forced / "eval_test.json").exists() and (forced / "notes.txt").read_text() == "mine"
     assert json.loads((forced / "metrics.json").read_text())["epochs_run"] == 1
-    # --out that is a file, or under one: refused before the data is read (the dataset here does not exist)
-    env = {**os.environ, "ARCHSEARCH_DATA": str(tmp_path), "ARCHSEARCH_OFFLINE": "1", "ARCHSEARCH_CACHE": str(tmp_path / "c")}
+    # --out that is a file, or under one: refused before the data is read (the dataset path does not exist)
+    missing = load_spec(digits, ["data.dataset=image_folder", f"data.path={tmp_path / 'no_such_folder'}"])
     for bad in (forced / "notes.txt", forced / "notes.txt" / "run"):
-        out = run("train", str(digits), "--set", "data.dataset=mnist", "--out", str(bad), env=env)
-        assert out.returncode == 2 and "--out" in out.stderr and "is a file" in out.stderr, out.stderr
-        assert "Traceback" not in out.stderr
+        with pytest.raises(ArchsearchError, match="--out.* is a file"):
+            train_run(missing, bad, device="cpu", progress=False)
     # a damaged run folder: one error naming the file, for each command that reads it
     for name, junk in (("metrics.json", "{bad"), ("best.pt", "not a checkpoint")):
         broken = tmp_path / f"broken_{name}"

@@ -217,7 +217,7 @@ def test_a_resolved_spec_that_already_trained_is_not_trained_again(tmp_path, mon
         assert (t.datetime_complete - t.datetime_start).total_seconds() < 1.0
 
 
-def test_a_study_resumes_only_with_its_own_space_and_its_folder_is_not_shared(tmp_path):
+def test_a_study_resumes_only_with_its_own_space_and_its_folder_is_not_shared(tmp_path, monkeypatch):
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "archsearch", "run", *args], capture_output=True, text=True,
                               cwd=tmp_path, timeout=300)
@@ -242,10 +242,14 @@ def test_a_study_resumes_only_with_its_own_space_and_its_folder_is_not_shared(tm
     assert not (tmp_path / "other.db").exists()
     assert sorted(p.name for p in (tmp_path / "studies" / "digits_cnn").iterdir()) == kept
     # a storage that cannot be opened is named as such, not blamed on the folder
+    from archsearch.search.study import prepare_study
+
+    monkeypatch.chdir(tmp_path)
+    space = load_space(SPACE)
     for bad, says in (("foo://x", "NoSuchModuleError"), ("postgresql://u@127.0.0.1:1/db", "Connection refused"),
                       (f"sqlite:///{tmp_path / 'studies' / 'digits_cnn.db' / 'x.db'}", "is a file")):
-        out = cli(str(SPACE), "--trials", "1", "--storage", bad)
-        assert out.returncode == 2 and f"--storage {bad}" in out.stderr and says in out.stderr, out.stderr
+        with pytest.raises(ArchsearchError, match=f"--storage {bad}: .*{says}"):
+            prepare_study(space, SearchSpec.model_validate(space.section("search")), "digits_cnn", bad)
     renamed = cli(str(SPACE), "--trials", "1", "--set", "train.epochs=1", "--storage", "sqlite:///other.db",
                   "--study", "digits_other")
     assert renamed.returncode == 0, renamed.stderr
