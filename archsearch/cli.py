@@ -359,15 +359,15 @@ def run(
 
     name = study or search.study or space.name or space_path.stem
     if workers > 1:
-        from archsearch.search.study import SearchResult, finished_count, prepare_study
+        from archsearch.search.study import SearchResult, finished_count, prepare_study, search_header
         from archsearch.search.workers import run_workers
 
         from archsearch.search.storage import release
 
         st, url, checked = prepare_study(space, search, name, storage, str(data_dir) if data_dir else None)
         release(st._storage)  # the workers hold the connections
-        typer.echo(f"study {name} on {url}: {finished_count(st)} finished trial(s), target {trials or search.trials}; "
-                   f"{checked} extreme specs checked; {workers} workers")
+        typer.echo(f"{search_header(name, url, finished_count(st), trials or search.trials, space, checked)}; "
+                   f"{workers} workers")
         code = run_workers(workers=workers, study=name, storage=url, trials=trials or search.trials,
                            timeout=timeout, device=device, data_dir=str(data_dir) if data_dir else None, echo=typer.echo)
         from archsearch.search.study import open_study

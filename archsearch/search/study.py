@@ -400,6 +400,13 @@ def prepare_study(space: Space, search: SearchSpec, study_name: str,
     return study, storage, checked
 
 
+def search_header(name: str, storage: str, finished: int, target: int, space: Space, checked: int) -> str:
+    """The first line of a search: where, how far, what is searched."""
+    what = (f"{len({d.name for d in space.dims})} parameters, {checked} extreme specs checked" if space.dims
+            else "a fixed spec (no search dimensions): trained once, later trials reuse its result")
+    return f"study {name} on {storage}: {finished} finished trial(s), target {target}; {what}"
+
+
 def run_search(space: Space, search: SearchSpec, *, study_name: str, storage: str | None = None,
                trials: int | None = None, timeout: float | None = None, device: str | None = None,
                data_dir: str | None = None, echo=print, progress: bool = False, worker: str | None = None,
@@ -422,10 +429,7 @@ def run_search(space: Space, search: SearchSpec, *, study_name: str, storage: st
         recover_dead_trials(study, echo)
         c = counts(study)
         tag = f"[{worker}] " if worker else ""
-        echo(f"{tag}study {study_name} on {storage}: {c['finished']} finished trial(s), target {target}; "
-             + (f"{len({d.name for d in space.dims})} parameters, {checked} extreme specs checked"
-                if space.dims else "a fixed spec (no search dimensions): trained once, later trials reuse its result")
-             + f"; device {dev}")
+        echo(f"{tag}{search_header(study_name, storage, c['finished'], target, space, checked)}; device {dev}")
         if c["finished"] >= target:
             return SearchResult(study, c["finished"], "trials")
         me = f"{_host()}:{os.getpid()}"
