@@ -65,14 +65,6 @@ def validate(
             if problems:
                 raise SpecError(problems, str(path))
             spec = space.resolve(lambda d: d.choices[0] if d.kind == "choice" else d.low)
-            if spec.search.storage:
-                from archsearch.errors import Problem
-                from archsearch.search.storage import url_problem
-
-                bad = url_problem(spec.search.storage)
-                if bad:
-                    raise SpecError([Problem("search.storage", bad, *space.lines.get(("search", "storage"), (None, None)))],
-                                    str(path))
         except SpecError as e:
             failed += 1
             _err(str(e))

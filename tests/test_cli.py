@@ -57,6 +57,7 @@ def test_validate_all_examples():
 
 @pytest.mark.parametrize("setting, says", [
     ("search.storage=foo://x", "search.storage: not a usable storage URL"),
+    ("search.storage=postgress://u@h/db", "unknown database 'postgress'; did you mean 'postgresql'?"),
     ("search.budgets.gpu_memory=4", "less than 1 MiB"),  # a bare number is bytes: 4 meant 4 GiB
 ])
 def test_validate_refuses_a_storage_url_or_budget_that_cannot_be_meant(setting, says):

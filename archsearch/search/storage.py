@@ -21,6 +21,7 @@ import optuna
 
 from archsearch.errors import ArchsearchError
 from archsearch.fs import check_creatable_dir, ensure_writable_dir
+from archsearch.spec.search import url_problem
 
 STUDIES_DIR = Path("studies")
 SQLITE_BUSY_TIMEOUT = 300.0  # seconds a connection waits for another writer
@@ -80,23 +81,12 @@ def storage_error(url: str, e: Exception) -> ArchsearchError:
     return ArchsearchError(f"--storage {url}: cannot open the storage ({type(e).__name__}: {text})")
 
 
-def url_problem(url: str) -> str | None:
-    """What is wrong with a storage URL that can be told without connecting (scheme, dialect,
-    driver), or None."""
-    import sqlalchemy
-
-    try:
-        sqlalchemy.engine.make_url(url).get_dialect()
-    except (ImportError, ModuleNotFoundError) as e:
-        return f"a database driver is missing ({e})"
-    except Exception as e:  # ArgumentError (not a URL), NoSuchModuleError (unknown dialect)
-        return f"not a usable storage URL ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-    return None
-
-
 def check_reachable(url: str) -> None:
     """Connect to a server storage and disconnect, creating nothing (a mistyped or unreachable URL is
     named as such before other checks blame something else); for a new SQLite file, its folder can be made."""
+    bad = url_problem(url)
+    if bad:
+        raise ArchsearchError(f"--storage {url}: {bad}")
     if url.startswith("sqlite:"):
         path = sqlite_file(url)
         if path is not None and not path.exists():

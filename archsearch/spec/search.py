@@ -79,6 +79,28 @@ class HeartbeatSpec(StrictModel):
         return v
 
 
+def url_problem(url: str) -> str | None:
+    """What is wrong with an Optuna storage URL that can be told without connecting (not a URL,
+    unknown database, missing driver module), or None."""
+    import difflib
+
+    import sqlalchemy
+    import sqlalchemy.dialects
+
+    scheme = url.partition("://")[0].partition("+")[0]
+    known = sqlalchemy.dialects.__all__
+    close = difflib.get_close_matches(scheme, known, n=1, cutoff=0.75) if "://" in url else []
+    if scheme not in known and close:  # a typo of a built-in one (a plugin dialect is left to SQLAlchemy)
+        return f"unknown database {scheme!r}; did you mean {close[0]!r}? (built in: {', '.join(known)})"
+    try:
+        sqlalchemy.engine.make_url(url).get_dialect()
+    except (ImportError, ModuleNotFoundError) as e:
+        return f"a database driver is missing ({e})"
+    except Exception as e:  # ArgumentError (not a URL), NoSuchModuleError (unknown dialect)
+        return f"not a usable storage URL ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    return None
+
+
 class SearchSpec(StrictModel):
     study: str | None = Field(None, description="study name; default: the spec file's stem")
     storage: str | None = Field(None, description="Optuna storage URL; default sqlite:///studies/<study>.db")
@@ -95,6 +117,14 @@ class SearchSpec(StrictModel):
         "auto", description="run each trial in its own forked process (a crash, leak or out-of-memory ends with "
         "it; about 0.2 s a trial): auto = on the CPU from the command line while trials take 2 s or more, "
         "process = always (CUDA included), none = trials run in the worker")
+
+    @field_validator("storage")
+    @classmethod
+    def _usable_url(cls, v: str | None) -> str | None:
+        bad = url_problem(v) if v else None
+        if bad:
+            raise ValueError(bad)
+        return v
 
     @field_validator("objectives")
     @classmethod
