@@ -38,14 +38,25 @@ from archsearch.spec import parse_spec
 from archsearch.train.run import METRICS_FILE, SPEC_FILE, WEIGHTS_FILE, versions
 
 PARITY_BATCH = 64
+PREPROCESS_FILE = "preprocess.json"
+
+
+def is_bundle(folder: Path) -> bool:
+    """A folder `write_bundle` wrote (its metrics and preprocessing files are there)."""
+    return (folder / METRICS_FILE).is_file() and (folder / PREPROCESS_FILE).is_file()
 
 
 def check_target(out: Path, force: bool) -> None:
-    """Refuse an existing target without `force`; check its parent is writable (before any work)."""
-    if out.exists() and not force:
-        raise ArchsearchError(f"--export {out} exists; choose another folder or pass --force to replace it")
+    """Refuse an existing target without `force`, and with it anything but an earlier bundle (--force
+    replaces the whole folder: never a studies folder, a project, or one holding the working directory);
+    check its parent is writable (before any work)."""
     if out.exists() and not out.is_dir():
         raise ArchsearchError(f"--export {out} exists and is not a folder")
+    if out.exists() and not force:
+        raise ArchsearchError(f"--export {out} exists; choose another folder or pass --force to replace it")
+    if out.exists() and (not is_bundle(out) or Path.cwd().resolve().is_relative_to(out.resolve())):
+        raise ArchsearchError(f"--export {out} exists and is not an export bundle: --force replaces only an "
+                              "earlier bundle (the whole folder); choose another folder")
     ensure_writable_dir(out.resolve().parent, f"--export {out}")
 
 
@@ -91,7 +102,7 @@ def write_bundle(board: Leaderboard, study: optuna.Study, out: Path, *, force: b
         preprocess = {"classes": classes, "input_shape": list(spec.model.input_shape),
                       "mean": norm["mean"], "std": norm["std"],
                       "note": "x = (image / 255 - mean) / std per channel, float32 [B, C, H, W]"}
-        write_json(tmp / "preprocess.json", preprocess)
+        write_json(tmp / PREPROCESS_FILE, preprocess)
         _write_confused(tmp, source, test, predictions)
         metrics = {
             "spec_name": spec.name, "trial": entry.trial, "classes": classes, "normalization": norm,

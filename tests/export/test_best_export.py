@@ -289,10 +289,13 @@ def test_bad_best_settings_are_refused_before_any_work(searched, monkeypatch):
                        (["--retrain", "reuse", "--select", "1"], "--retrain full"),
                        (["--retrain", "reuse", "--seeds", "3"], "--retrain full"),
                        (["--set", "data.train_size=99999"], "data.train_size=99999"),  # more than digits has
+                       (["--export", "studies", "--force"], "not an export bundle"),  # --force replaces bundles only
+                       (["--export", ".", "--force"], "not an export bundle"),
                        (["--export", "/proc/archsearch_bundle"], "not writable")):  # root may "access" /proc
         result = CliRunner().invoke(app, ["best", "--study", "digits_cnn", *args])
         assert isinstance(result.exception, ArchsearchError) and says in str(result.exception), (args, result.exception)
     assert set((searched / "studies" / "digits_cnn").iterdir()) == folders  # nothing half-written
+    assert (searched / "studies" / "digits_cnn.db").is_file()
     assert not list(searched.glob(".bundle.*")) and not list(searched.glob("a_file*/"))
 
 
