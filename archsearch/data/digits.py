@@ -10,6 +10,8 @@ from archsearch.data.memory import TensorPool
 from archsearch.data.splits import carve_test
 
 CLASSES = [str(i) for i in range(10)]
+# what `image` is in a bundle's normalisation formula, for a user feeding load_digits() images
+PIXELS = "load_digits() pixels (0..16) scaled to 0..255 first: image = round(pixels * 255 / 16)"
 
 
 def _decode() -> dict:

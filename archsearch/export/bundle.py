@@ -102,6 +102,10 @@ def write_bundle(board: Leaderboard, study: optuna.Study, out: Path, *, force: b
         preprocess = {"classes": classes, "input_shape": list(spec.model.input_shape),
                       "mean": norm["mean"], "std": norm["std"],
                       "note": "x = (image / 255 - mean) / std per channel, float32 [B, C, H, W]"}
+        if spec.data.dataset == "digits":  # the one source whose images are not 8-bit
+            from archsearch.data.digits import PIXELS
+
+            preprocess["pixels"] = PIXELS
         write_json(tmp / PREPROCESS_FILE, preprocess)
         _write_confused(tmp, source, test, predictions)
         metrics = {

@@ -37,8 +37,10 @@ def model_card(m: dict, pre: dict, parity: dict) -> str:
                      for r in m["per_seed"])
     onnx = parity["onnx"]
     onnx_line = (f"- `model.onnx`: ONNX opset {onnx.get('opset')}, "
-                 + (f"max |Δlogit| {onnx['max_abs_diff']:.1e} vs eager" if "max_abs_diff" in onnx else onnx.get("parity", ""))
-                 if "skipped" not in onnx else f"- ONNX: not written ({onnx['skipped']})")
+                 + (f"max |Δlogit| {onnx['max_abs_diff']:.1e} vs eager on {onnx['batch']} test images (tolerance "
+                    f"{onnx['atol']:g})." if "max_abs_diff" in onnx else f"{onnx.get('parity', '')}.")
+                 if "skipped" not in onnx else f"- ONNX: not written ({onnx['skipped']}).")
+    pixels = f"; {pre['pixels']}" if pre.get("pixels") else ""
     classes = ", ".join(pre["classes"])
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
     return f"""# {m.get('spec_name') or 'model'} — archsearch export (study `{s['study']}`, trial #{m['trial']})
@@ -56,7 +58,7 @@ model = torch.jit.load("model.ts").eval()   # input: float32 [B, {', '.join(map(
 probs = model(x).softmax(1)                   # classes in preprocess.json
 ```
 
-Normalisation: `x = (image / 255 - mean) / std` with mean {pre['mean']} and std {pre['std']}.
+Normalisation: `x = (image / 255 - mean) / std` with mean {pre['mean']} and std {pre['std']}{pixels}.
 Classes: {classes}.
 
 ## Data
@@ -64,7 +66,7 @@ Classes: {classes}.
 - Dataset: {data.get('dataset', '?')} ({data.get('source', '')}); test split: {data.get('test_split', '?')},
   {m['test']['n']} images, fingerprint `{m['test_fingerprint'][:16]}` (sha256 of the samples and labels).
 - Training for these weights: {'train + val re-training, ' + str(sizes.get('train', '?')) + ' images' if ex['retrain'] == 'full' else 'the search checkpoint (train split, best epoch on val)'};
-  {ex['epochs']} epochs ({"set by `archsearch best --set " + ' --set '.join(ex['overrides']) + "`" if ex.get('overrides') else "the search's best epoch"}), seed {ex['seed']}.
+  {ex['epochs']} epochs ({"`archsearch best` re-training with " + ', '.join('`' + o + '`' for o in ex['overrides']) if ex.get('overrides') else "the search's best epoch"}), seed {ex['seed']}.
 - The test split was read only by `archsearch best` / this export, never during the search.
 
 ## Search

@@ -85,6 +85,25 @@ def test_best_ranks_top_trials_over_seeds_and_exports_the_winner(exported):
     assert not any(p.name.startswith(".out.") for p in work.iterdir()), "a temporary export folder was left behind"
 
 
+def test_the_cards_preprocessing_works_on_the_raw_source_images(exported):
+    """A user following preprocess.json on sklearn's own load_digits() images gets the model's accuracy
+    (they are 0..16, not 8-bit: the bundle says how to scale them)."""
+    import numpy as np
+    import torch
+    from sklearn.datasets import load_digits
+
+    bundle = exported[0] / "out"
+    pre = json.loads((bundle / "preprocess.json").read_text())
+    assert "255 / 16" in pre["pixels"] and pre["pixels"] in (bundle / "README.md").read_text()
+    d = load_digits()
+    image = np.rint(d.images * 255 / 16)  # as pre["pixels"] says
+    x = torch.tensor((image / 255 - pre["mean"][0]) / pre["std"][0], dtype=torch.float32).unsqueeze(1)
+    model = torch.jit.load(str(bundle / "model.ts")).eval()
+    with torch.no_grad():
+        acc = float((model(x).argmax(1).numpy() == d.target).mean())
+    assert acc > 0.9, acc  # the raw 0..16 values would give chance level
+
+
 def test_exported_torchscript_reproduces_the_test_accuracy_in_a_fresh_process(exported):
     work, _ = exported
     out = subprocess.run([sys.executable, "-c", FRESH, str(work / "out")], capture_output=True, text=True,
@@ -167,7 +186,7 @@ def test_best_with_set_retrains_the_finalists_as_told_in_their_own_folder(export
     spec = (work / "long" / "spec.yaml").read_text()
     assert "epochs: 6" in spec and "batch_size: 32" in spec
     card = (work / "long" / "README.md").read_text()
-    assert "--set train.batch_size=32" in card and "before the re-training's changes" in card
+    assert "`train.batch_size=32`" in card and "before the re-training's changes" in card
     assert "the test split chose nothing" in card  # --top 1: no choice among candidates on test
 
 
