@@ -36,6 +36,9 @@ class Bundle:
     explain: list[tuple[str, bytes]] = field(default_factory=list)  # (file name, PNG bytes)
     study: str | None = None  # the study the winner came from, when the bundle says
     trial: int | None = None  # the winner's trial number, when the bundle says
+    retrain_history: list[dict] = field(default_factory=list)  # the exported weights' own training (train + val)
+    over_seeds: dict | None = None  # test accuracy over the seeds of `best` (mean, std, ci95, n)
+    seed: int | None = None  # the seed of the exported weights
 
 
 def _study_of(metrics_path: Path) -> str | None:
@@ -86,7 +89,11 @@ def load_bundle(path: Path) -> Bundle:
     search = metrics.get("search")
     return Bundle(path, classes, test, list(metrics["history"]), _load_confused(path, len(classes)),
                   _load_explain(path), study=search.get("study") if isinstance(search, dict) else None,
-                  trial=metrics.get("trial") if isinstance(metrics.get("trial"), int) else None)
+                  trial=metrics.get("trial") if isinstance(metrics.get("trial"), int) else None,
+                  retrain_history=list(metrics.get("retrain_history") or []),
+                  over_seeds=metrics.get("test_accuracy_over_seeds") if isinstance(
+                      metrics.get("test_accuracy_over_seeds"), dict) else None,
+                  seed=(metrics.get("export") or {}).get("seed") if isinstance(metrics.get("export"), dict) else None)
 
 
 def _load_confused(path: Path, n_classes: int) -> dict[str, np.ndarray] | None:

@@ -112,8 +112,8 @@ def pareto_figure(study: optuna.Study, names: Sequence[str]) -> go.Figure:
 
 
 # -- the exported winner ---------------------------------------------------------------------------
-def learning_curves_figure(history: list[dict]) -> go.Figure:
-    """Train and val loss (left) and accuracy (right) per epoch."""
+def learning_curves_figure(history: list[dict], val_label: str = "val") -> go.Figure:
+    """Train and val loss (left) and accuracy (right) per epoch (`val_label` names the val curves)."""
     from plotly.subplots import make_subplots
 
     epochs = [int(r["epoch"]) for r in history]
@@ -121,7 +121,7 @@ def learning_curves_figure(history: list[dict]) -> go.Figure:
     for col, key in ((1, "loss"), (2, "acc")):
         for split, color in (("train", TRAIN_COLOR), ("val", VAL_COLOR)):
             fig.add_trace(go.Scatter(x=epochs, y=[float(r[f"{split}_{key}"]) for r in history], mode="lines+markers",
-                                     name=f"{split} {'loss' if key == 'loss' else 'accuracy'}",
+                                     name=f"{val_label if split == 'val' else split} {'loss' if key == 'loss' else 'accuracy'}",
                                      line={"color": color, "dash": "solid" if key == "loss" else "dot"}),
                           row=1, col=col)
         epoch_axis(fig, max(epochs, default=1), row=1, col=col)

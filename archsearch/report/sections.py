@@ -115,10 +115,17 @@ def trials_table(rows: list[TrialRow], names: list[str], study: optuna.Study, wi
 def bundle_facts(bundle: Bundle) -> list[tuple[str, str]]:
     test = bundle.test
     facts = []
+    seeds = bundle.over_seeds
+    if seeds and seeds.get("n", 0) > 1:
+        ci = seeds.get("ci95") or [None, None]
+        facts.append((f"test accuracy over {seeds['n']} seeds", f"{seeds['mean']:.4f} ± {seeds['std']:.4f}"
+                      + (f" (95 % CI {ci[0]:.4f}–{ci[1]:.4f})" if None not in ci else "")))
+    these = "test accuracy" + (f" (exported weights, seed {bundle.seed})" if seeds and seeds.get("n", 0) > 1 else "")
     if "accuracy" in test:
-        facts.append(("test accuracy", f"{test['accuracy']:.4f}"))
+        facts.append((these, f"{test['accuracy']:.4f}"))
     if "macro_f1" in test:
-        facts.append(("test macro F1", f"{test['macro_f1']:.4f}"))
+        facts.append(("test macro F1" + (" (exported weights)" if seeds and seeds.get("n", 0) > 1 else ""),
+                      f"{test['macro_f1']:.4f}"))
     return facts
 
 
@@ -126,10 +133,15 @@ def bundle_sections(bundle: Bundle) -> list[Section]:
     """The exported winner on the test split: curves, confusion, per-class scores, confused pairs, explain."""
     test, classes = bundle.test, bundle.classes
     blocks: list = []
-    if bundle.history:
+    if bundle.retrain_history:  # the exported weights' own training
+        blocks.append(FigureBlock("learning-curves", "Learning curves", F.learning_curves_figure(bundle.retrain_history, "val (trained on)"),
+                                  "The exported weights' training: loss and accuracy per epoch "
+                                  f"({len(bundle.retrain_history)} epochs, re-trained on train + val, so its 'val' "
+                                  "curve is measured on images it trains on; held-out results are the test ones below)."))
+    elif bundle.history:
         blocks.append(FigureBlock("learning-curves", "Learning curves", F.learning_curves_figure(bundle.history),
-                                  "The winner's training as the bundle records it: loss and accuracy per epoch "
-                                  f"({len(bundle.history)} epochs)."))
+                                  "The search trial's training (the exported checkpoint): loss and accuracy per epoch "
+                                  f"({len(bundle.history)} epochs, train split, validated on the val split)."))
     else:
         blocks.append(NoteBlock("Learning curves: the bundle's history is empty."))
     n = test.get("n", sum(map(sum, test["confusion_matrix"])))

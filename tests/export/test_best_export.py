@@ -104,6 +104,21 @@ def test_the_cards_preprocessing_works_on_the_raw_source_images(exported):
     assert acc > 0.9, acc  # the raw 0..16 values would give chance level
 
 
+def test_the_report_of_a_bundle_shows_the_seeds_and_the_exported_weights_training(exported):
+    import re
+
+    from archsearch.report.write import report_html
+
+    work, _ = exported
+    metrics = json.loads((work / "out" / "metrics.json").read_text())
+    study = optuna.load_study(study_name="digits_cnn", storage=f"sqlite:///{work / 'studies' / 'digits_cnn.db'}")
+    text = re.sub(r"<[^>]+>", " ", report_html(study, bundle=work / "out", find_in=None))
+    seeds = metrics["test_accuracy_over_seeds"]
+    assert f"test accuracy over 2 seeds  {seeds['mean']:.4f} ± {seeds['std']:.4f}" in text
+    assert f"(exported weights, seed {metrics['export']['seed']})  {metrics['test']['accuracy']:.4f}" in text
+    assert f"({len(metrics['retrain_history'])} epochs, re-trained on train + val" in text
+
+
 def test_exported_torchscript_reproduces_the_test_accuracy_in_a_fresh_process(exported):
     work, _ = exported
     out = subprocess.run([sys.executable, "-c", FRESH, str(work / "out")], capture_output=True, text=True,
