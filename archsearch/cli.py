@@ -585,10 +585,15 @@ def report(
     out: Annotated[Path, typer.Option(help="the HTML file to write")] = Path("report.html"),
 ) -> None:
     """One self-contained HTML report: the search's plots and trials, and the exported winner's test results."""
+    from archsearch.report.bundle import find_bundle
     from archsearch.report.write import write_report
 
     st, _ = _open_study_for(study, storage)
-    typer.echo(write_report(st, out, bundle))
+    if bundle is None:
+        bundle = find_bundle(st.study_name)
+        typer.echo(f"bundle: {bundle} (the study's newest export here; --bundle DIR for another)" if bundle else
+                   f"no export bundle of {st.study_name} here (`archsearch best --export DIR`): the search part only")
+    typer.echo(write_report(st, out, bundle, find_in=None))
 
 
 @app.command()

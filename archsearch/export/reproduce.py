@@ -40,6 +40,8 @@ def reproduce(bundle: Path, *, device: str | None = None, data_dir: str | None =
               progress: bool = False) -> Reproduction:
     """Re-train `bundle`'s spec (train + val for a `full` export; the train split with the best
     epoch on val for a `reuse` export), evaluate on the test split (CPU, fp32), compare."""
+    if not bundle.is_dir():
+        raise ArchsearchError(f"{bundle}: no such bundle folder")
     missing = [f for f in (SPEC_FILE, METRICS_FILE) if not (bundle / f).is_file()]
     if missing:
         raise ArchsearchError(f"{bundle} is not an export bundle (missing {', '.join(missing)})")

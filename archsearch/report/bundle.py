@@ -118,7 +118,14 @@ def _load_confused(path: Path, n_classes: int) -> dict[str, np.ndarray] | None:
 
 
 def _load_explain(path: Path) -> list[tuple[str, bytes]]:
+    """The figures of the last `archsearch explain` (those its explain.json lists: an `--only` run
+    leaves older PNGs beside its own); every PNG where there is no explain.json."""
     folder = path / EXPLAIN_DIR
     if not folder.is_dir():
         return []
-    return [(p.name, p.read_bytes()) for p in sorted(folder.glob("*.png")) if p.is_file()]
+    try:
+        listed = [str(f["file"]) for f in json.loads((folder / "explain.json").read_text())["figures"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        listed = None
+    files = [folder / name for name in listed] if listed is not None else sorted(folder.glob("*.png"))
+    return [(p.name, p.read_bytes()) for p in files if p.is_file() and p.parent == folder]

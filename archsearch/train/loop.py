@@ -153,8 +153,9 @@ class _Progress:
     def epoch_line(self, r: EpochRecord, metric: str) -> None:
         if not self.enabled:
             return
+        extra = "" if metric == "accuracy" else f" {metric} {r.val_metric:.4f}"  # accuracy is already there
         line = (f"epoch {r.epoch}: train loss {r.train_loss:.4f} acc {r.train_acc:.4f} | {self.val_name} loss {r.val_loss:.4f} "
-                f"acc {r.val_acc:.4f} {metric} {r.val_metric:.4f} | lr {r.lr:.2e} | {r.seconds:.1f}s {r.img_per_s:,.0f} img/s")
+                f"acc {r.val_acc:.4f}{extra} | lr {r.lr:.2e} | {r.seconds:.1f}s {r.img_per_s:,.0f} img/s")
         if self.lines_only:
             print(line, file=sys.stderr, flush=True)
         else:

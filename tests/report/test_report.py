@@ -226,6 +226,7 @@ def test_report_command(searched, tmp_path):
                          cwd=searched.root, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().endswith("r.html") and BUNDLE_FIGURES <= set(figures((tmp_path / "r.html").read_text()))
+    assert "bundle: exports/winner (the study's newest export here" in run.stdout  # which one it found is said
 
 
 def test_report_command_errors_name_the_studies(searched, tmp_path, monkeypatch):
@@ -288,3 +289,15 @@ def test_report_renders_in_chromium(searched, tmp_path):
     print(f"screenshot: {shot}")
     colors = image.resize((350, 1750)).getcolors(maxcolors=1_000_000)
     assert colors is not None and len(colors) > 200  # figures, not a blank page
+
+
+def test_the_page_embeds_the_figures_of_the_last_explain_only(searched, tmp_path):
+    """`explain --only X` rewrites explain.json for X alone; an older PNG beside it is not embedded."""
+    from archsearch.report.bundle import load_bundle
+
+    bundle = tmp_path / "b"
+    shutil.copytree(searched.bundle.path, bundle)
+    assert [name for name, _ in load_bundle(bundle).explain] == ["filters.png"]  # no explain.json: every PNG
+    shutil.copy(bundle / "explain" / "filters.png", bundle / "explain" / "gradcam.png")  # an older run's figure
+    (bundle / "explain" / "explain.json").write_text(json.dumps({"figures": [{"name": "filters", "file": "filters.png"}]}))
+    assert [name for name, _ in load_bundle(bundle).explain] == ["filters.png"]
