@@ -290,24 +290,30 @@ def check_space_data(space: Space, data_dir: str | None = None) -> None:
 FOLDER_OWNER = "study.json"  # in studies/<name>/: which study the checkpoints and results there belong to
 
 
-def _database(storage: str) -> str:
-    """Which database a URL names: an SQLite file's absolute path, or a server database's backend
-    and name (credentials and host left out: workers may reach one server by different names)."""
+def _databases(storage: str, studies_dir: Path = STUDIES_DIR) -> list[str]:
+    """Which database a URL names, as study.json records it: an SQLite file in the studies folder by
+    its name there (so a project folder can be moved or copied), another SQLite file by its absolute
+    path, a server database by backend and name (credentials and host left out: workers may reach one
+    server by different names). A file in the studies folder also answers to its absolute path, the
+    form study.json held before."""
     path = sqlite_file(storage)
     if path is not None:
-        return f"sqlite:{path.resolve()}"
+        full = path.resolve()
+        if full.parent == studies_dir.resolve():
+            return [f"sqlite:<studies>/{full.name}", f"sqlite:{full}"]
+        return [f"sqlite:{full}"]
     try:
         from sqlalchemy.engine import make_url
 
         url = make_url(storage)
-        return f"{url.get_backend_name()}:{url.database}"
+        return [f"{url.get_backend_name()}:{url.database}"]
     except Exception:
-        return storage.rsplit("@", 1)[-1]
+        return [storage.rsplit("@", 1)[-1]]
 
 
-def study_key(study: optuna.Study, storage: str) -> str:
+def study_key(study: optuna.Study, storage: str, studies_dir: Path = STUDIES_DIR) -> str:
     """The study's identity across runs and machines: its database and its id there."""
-    return f"{_database(storage)}#{study._study_id}"
+    return f"{_databases(storage, studies_dir)[0]}#{study._study_id}"
 
 
 def check_study_dir(name: str, storage: str, study: optuna.Study | None = None,
@@ -320,11 +326,12 @@ def check_study_dir(name: str, storage: str, study: optuna.Study | None = None,
     if not owner.is_file():
         return folder
     theirs = str(read_json(owner, ("key",))["key"])
-    mine = study_key(study, storage) if study is not None else _database(storage)
-    if (theirs if study is not None else theirs.rsplit("#", 1)[0]) != mine:
+    database, _, number = theirs.rpartition("#")
+    mine = _databases(storage, studies_dir)
+    if database not in mine or (study is not None and number != str(study._study_id)):
         raise ArchsearchError(
             f"{folder}/ holds the checkpoints and results of another study named {name} "
-            f"({theirs.rsplit('#', 1)[0]}), not of the one in {storage}: give this study another name "
+            f"({database}), not of the one in {storage}: give this study another name "
             f"(--study NAME), or move {folder}/ away")
     return folder
 
@@ -334,7 +341,7 @@ def claim_study_dir(study: optuna.Study, storage: str, studies_dir: Path = STUDI
     folder = check_study_dir(study.study_name, storage, study, studies_dir)
     ensure_writable_dir(folder, "checkpoints of the top trials")
     if not (folder / FOLDER_OWNER).is_file():
-        write_json(folder / FOLDER_OWNER, {"study": study.study_name, "key": study_key(study, storage)})
+        write_json(folder / FOLDER_OWNER, {"study": study.study_name, "key": study_key(study, storage, studies_dir)})
     return folder
 
 

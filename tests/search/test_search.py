@@ -253,3 +253,23 @@ def test_a_study_resumes_only_with_its_own_space_and_its_folder_is_not_shared(tm
     renamed = cli(str(SPACE), "--trials", "1", "--set", "train.epochs=1", "--storage", "sqlite:///other.db",
                   "--study", "digits_other")
     assert renamed.returncode == 0, renamed.stderr
+    # the project folder copied elsewhere: its studies/<name>/ still belongs to its studies/<name>.db
+    import json
+    import shutil
+
+    from archsearch.search.study import check_study_dir
+
+    copy = tmp_path.parent / f"{tmp_path.name}_copy"
+    shutil.copytree(tmp_path / "studies", copy / "studies")
+    monkeypatch.chdir(copy)
+    default = "sqlite:///studies/digits_cnn.db"
+    study = optuna.load_study(study_name="digits_cnn", storage=default)
+    check_study_dir("digits_cnn", default, study)
+    owner = copy / "studies" / "digits_cnn" / "study.json"
+    assert json.loads(owner.read_text())["key"].startswith("sqlite:<studies>/digits_cnn.db#")
+    with pytest.raises(ArchsearchError, match="another study named digits_cnn"):  # a file outside it is another
+        check_study_dir("digits_cnn", f"sqlite:///{tmp_path / 'other.db'}", study)
+    # the form study.json had before (the file's absolute path) still names it
+    owner.write_text(json.dumps({"study": "digits_cnn", "key": f"sqlite:{(copy / 'studies' / 'digits_cnn.db').resolve()}#"
+                                 f"{study._study_id}"}))
+    check_study_dir("digits_cnn", default, study)
