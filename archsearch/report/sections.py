@@ -96,12 +96,20 @@ def study_sections(study: optuna.Study, winner: int | None = None) -> list[Secti
 def trials_table(rows: list[TrialRow], names: list[str], study: optuna.Study, winner: int | None = None) -> TableBlock:
     ok = [r for r in rows if r.status == "ok" and r.val_metric is not None]
     best = max(ok, key=lambda r: r.val_metric).number if ok else None
+    from archsearch.report.insights import option_labels
+
+    labels = option_labels(study)  # options Optuna stores by index (sub-stacks), named as `insights` names them
+
+    def shown(k: str, v: object) -> str:
+        names_k = labels.get(k, ())
+        return names_k[v] if isinstance(v, int) and 0 <= v < len(names_k) else _fmt(v)
+
     headers = ["#", "state", "status", *names, "epochs", "model params", "seconds", "parameters", "reason"]
     body, classes = [], []
     for r in rows:
         placeholder = r.values is None or r.status not in ("ok", "pruned")  # over budget, failed: worst values
         values = ["-"] * len(names) if placeholder else [_fmt(v) for v in r.values]
-        params = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(r.hyperparams.items()))
+        params = ", ".join(f"{k}={shown(k, v)}" for k, v in sorted(r.hyperparams.items()))
         reason = "exported: its test results are below" if r.number == winner else r.reason
         body.append([str(r.number), r.state.lower(), r.status, *values, str(r.epochs),
                      f"{r.model_params:,}" if r.model_params is not None else "-",

@@ -164,6 +164,10 @@ def test_report_figures_hold_the_study_and_bundle_data(searched, tmp_path):
     table = table[:table.index("</table>")]
     assert table.count("<tr") == 1 + len(trials)
     assert "max_params" in table and "pruned at epoch 1" in table
+    # a choice of sub-stacks (stored by Optuna as an index) is named by its option, as insights names it
+    picked = [t.params["regularization"] for t in trials if "regularization" in t.params]
+    assert picked and "regularization=0" not in table and "regularization=1" not in table
+    assert table.count("regularization=batchnorm") + table.count("regularization=dropout(p=0.1)") == len(picked)
 
 
 def test_the_study_bundle_is_found_below_the_folder(searched, tmp_path):
