@@ -548,15 +548,14 @@ def status(
         return
     import optuna
 
-    from archsearch.search.study import counts
+    from archsearch.search.study import counts, describe_counts
 
     for url in urls:
         for s in study_summaries(url):
             best = s.best_trial.values if s.best_trial is not None else None
             best_s = ", ".join(f"{v:.4f}" for v in best) if best else "-"
             c = counts(optuna.load_study(study_name=s.study_name, storage=url))
-            more = ", ".join(f"{c[k]} {k.replace('_', ' ')}" for k in ("pruned", "over_budget", "failed", "running")
-                             if c[k])
+            more = describe_counts(c)
             typer.echo(f"{s.study_name:<30} {c['finished']:>5} finished{f' ({more})' if more else ''}  "
                        f"best {best_s:<16} {url}")
 

@@ -16,12 +16,18 @@ def ensure_writable_dir(folder: Path, label: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ArchsearchError(f"{label}: cannot create {folder} ({e.strerror})") from None
-    try:  # os.access says yes to root everywhere; creating a file is the real test (/proc, read-only mounts)
+    _probe(folder, f"{label}: {folder}")
+
+
+def _probe(folder: Path, what: str) -> None:
+    """Create and remove a file in `folder`: os.access says yes to root everywhere, creating a file is
+    the real test (/proc, read-only mounts). ArchsearchError '<what> is not writable'."""
+    try:
         fd, probe = tempfile.mkstemp(prefix=".archsearch-probe-", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise ArchsearchError(f"{label}: {folder} is not writable ({e.strerror})") from None
+        raise ArchsearchError(f"{what} is not writable ({e.strerror})") from None
 
 
 def check_creatable_dir(folder: Path, label: str) -> None:
@@ -32,13 +38,7 @@ def check_creatable_dir(folder: Path, label: str) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise ArchsearchError(f"{label}: cannot create {folder}: {parent} is a file")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".archsearch-probe-", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        where = f"cannot create {folder}: {parent}" if parent != folder.absolute() else str(folder)
-        raise ArchsearchError(f"{label}: {where} is not writable ({e.strerror})") from None
+    _probe(parent, f"{label}: " + (f"cannot create {folder}: {parent}" if parent != folder.absolute() else str(folder)))
 
 
 def ensure_writable_file(path: Path, label: str) -> None:

@@ -52,6 +52,14 @@ def split_indices(pool: Pool, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     return tr, va
 
 
+def data_key(spec: DataSpec, input_shape: tuple[int, ...]) -> str:
+    """What decides the data a spec trains on (its data section and input shape): callers that check
+    the data of many specs check each distinct key once."""
+    import json
+
+    return json.dumps([spec.model_dump(mode="json"), list(input_shape)], sort_keys=True)
+
+
 def check_train_val(spec: DataSpec, input_shape: tuple[int, int, int], data_dir: str | Path | None = None) -> None:
     """Fail as prepare_train_val would on missing data, shapes or impossible split sizes, without
     decoding images or computing statistics (a search checks its data before the first trial)."""

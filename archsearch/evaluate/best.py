@@ -38,7 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 from archsearch.build import build_model
 from archsearch.build.summary import latency
 from archsearch.data import prepare_train_val
-from archsearch.data.prepare import check_train_val
+from archsearch.data.prepare import check_train_val, data_key
 from archsearch.data.base import BatchSource
 from archsearch.data.testsplit import load_test, test_split_forbidden
 from archsearch.errors import ArchsearchError, DataError
@@ -167,12 +167,11 @@ def top_trials(study: optuna.Study, k: int, distinct: bool = False) -> list[Froz
     ok = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
           if t.user_attrs.get("status") == OK and "val_metric" in t.user_attrs and "duplicate_of" not in t.user_attrs]
     if not ok:
-        from archsearch.search.study import counts
+        from archsearch.search.study import counts, describe_counts
 
-        c = counts(study)
         if not study.trials:
             raise ArchsearchError(f"study {study.study_name} has no trials yet; run `archsearch run` first")
-        what = ", ".join(f"{c[k]} {k.replace('_', ' ')}" for k in ("pruned", "over_budget", "failed", "running") if c[k])
+        what = describe_counts(counts(study))
         raise ArchsearchError(f"study {study.study_name} has no trial that trained to the end to evaluate "
                               f"({len(study.trials)} trial(s): {what or 'none finished'}); run more trials "
                               "(`archsearch run`), or loosen search.budgets if they are over budget")
@@ -315,7 +314,7 @@ def leaderboard(
     checked: set[str] = set()
     for t in trials if overrides else ():  # a bad --set fails here, before hours of training
         spec = retrain_spec(t, 0, overrides)
-        key = json.dumps([spec.data.model_dump(mode="json"), list(spec.model.input_shape)], sort_keys=True)
+        key = data_key(spec.data, spec.model.input_shape)
         if key not in checked:  # data sizes the --set asks for: checked before any folder or training
             checked.add(key)
             try:

@@ -21,7 +21,8 @@ import numpy as np
 
 from archsearch.errors import ArchsearchError
 
-METRICS_FILE, CONFUSED_FILE, EXPLAIN_DIR = "metrics.json", "confused.npz", "explain"
+# metrics.json and best.pt as archsearch.train.run names them (not imported: that module loads torch)
+METRICS_FILE, WEIGHTS_FILE, CONFUSED_FILE, EXPLAIN_DIR = "metrics.json", "best.pt", "confused.npz", "explain"
 
 
 @dataclass
@@ -74,7 +75,7 @@ def load_bundle(path: Path) -> Bundle:
     except (OSError, ValueError) as e:
         raise _fail(path, f"cannot read {METRICS_FILE} ({e})") from None
     missing = [k for k in ("classes", "test", "history") if k not in metrics]
-    if missing and (path / "best.pt").is_file() and "test" in missing:
+    if "test" in missing and (path / WEIGHTS_FILE).is_file():
         raise _fail(path, "a run directory of `archsearch train`, not an export bundle: give a folder written by "
                           "`archsearch best --export`")
     if missing:
@@ -93,7 +94,7 @@ def load_bundle(path: Path) -> Bundle:
                   retrain_history=list(metrics.get("retrain_history") or []),
                   over_seeds=metrics.get("test_accuracy_over_seeds") if isinstance(
                       metrics.get("test_accuracy_over_seeds"), dict) else None,
-                  seed=(metrics.get("export") or {}).get("seed") if isinstance(metrics.get("export"), dict) else None)
+                  seed=metrics["export"].get("seed") if isinstance(metrics.get("export"), dict) else None)
 
 
 def _load_confused(path: Path, n_classes: int) -> dict[str, np.ndarray] | None:

@@ -124,16 +124,16 @@ def bundle_facts(bundle: Bundle) -> list[tuple[str, str]]:
     test = bundle.test
     facts = []
     seeds = bundle.over_seeds
-    if seeds and seeds.get("n", 0) > 1:
+    several = bool(seeds) and seeds.get("n", 0) > 1  # then the exported weights are one of several seeds
+    if several:
         ci = seeds.get("ci95") or [None, None]
         facts.append((f"test accuracy over {seeds['n']} seeds", f"{seeds['mean']:.4f} ± {seeds['std']:.4f}"
                       + (f" (95 % CI {ci[0]:.4f}–{ci[1]:.4f})" if None not in ci else "")))
-    these = "test accuracy" + (f" (exported weights, seed {bundle.seed})" if seeds and seeds.get("n", 0) > 1 else "")
     if "accuracy" in test:
-        facts.append((these, f"{test['accuracy']:.4f}"))
+        facts.append(("test accuracy" + (f" (exported weights, seed {bundle.seed})" if several else ""),
+                      f"{test['accuracy']:.4f}"))
     if "macro_f1" in test:
-        facts.append(("test macro F1" + (" (exported weights)" if seeds and seeds.get("n", 0) > 1 else ""),
-                      f"{test['macro_f1']:.4f}"))
+        facts.append(("test macro F1" + (" (exported weights)" if several else ""), f"{test['macro_f1']:.4f}"))
     return facts
 
 

@@ -15,7 +15,8 @@ from archsearch.data.testsplit import test_split_forbidden
 from archsearch.errors import ArchsearchError, DataError, SpecError
 from archsearch.fs import ensure_writable_dir, read_json, write_json
 from archsearch.search.isolation import exit_reason, fork_trial, unclaim, use_processes, wait_trial
-from archsearch.search.storage import STUDIES_DIR, check_exists, check_reachable, default_storage, make_storage, release, sqlite_file, storage_error
+from archsearch.search.storage import (STUDIES_DIR, check_exists, check_reachable, default_storage, make_storage,
+                                       release, sqlite_file, storage_error)
 from archsearch.search.objective import FAILED_STATES, OK, Objective, Surplus
 from archsearch.spec.search import PrunerSpec, SamplerSpec, SearchSpec
 from archsearch.spec.space import Space, check_space
@@ -252,6 +253,11 @@ def counts(study: optuna.Study, trials: list | None = None) -> dict[str, int]:
     return out
 
 
+def describe_counts(c: dict[str, int]) -> str:
+    """The non-zero pruned / over budget / failed / running counts of `counts`, e.g. '2 pruned, 1 failed'."""
+    return ", ".join(f"{c[k]} {k.replace('_', ' ')}" for k in ("pruned", "over_budget", "failed", "running") if c[k])
+
+
 def _in_data(dim) -> bool:
     """Whether a search dimension lies in the data section (whatever its Optuna name)."""
     return bool(dim.loc) and dim.loc[0] == "data"
@@ -261,7 +267,7 @@ def check_space_data(space: Space, data_dir: str | None = None) -> None:
     """Check the data of the space's extremes (each distinct data section once): a missing dataset
     or a split size the data cannot give fails here, once, before a study is created, instead of
     in every trial."""
-    from archsearch.data.prepare import check_train_val
+    from archsearch.data.prepare import check_train_val, data_key
     from archsearch.spec.space import _pick
 
     assignments = [("all low", _pick("low")), ("all high", _pick("high"))]
@@ -275,7 +281,7 @@ def check_space_data(space: Space, data_dir: str | None = None) -> None:
             spec = space.resolve(suggest)
         except SpecError:
             continue  # check_space reported it
-        key = json.dumps([spec.data.model_dump(mode="json"), list(spec.model.input_shape)], sort_keys=True)
+        key = data_key(spec.data, spec.model.input_shape)
         if key in seen:
             continue
         seen.add(key)

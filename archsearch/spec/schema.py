@@ -47,10 +47,12 @@ def _shorthand(defs: dict[str, Any]) -> None:
 
 def _size_strings(defs: dict[str, Any]) -> None:
     """`budgets.gpu_memory` takes a size such as '4GiB' (archsearch.spec.search.parse_bytes)."""
+    from archsearch.spec.search import SIZE_PATTERN
+
     prop = defs.get("Budgets", {}).get("properties", {}).get("gpu_memory")
     if prop is not None:
         prop["anyOf"] = [{"type": "integer", "exclusiveMinimum": 0},
-                         {"type": "string", "pattern": r"^\s*[0-9]*\.?[0-9]+\s*[A-Za-z]*\s*$"}, {"type": "null"}]
+                         {"type": "string", "pattern": f"^{SIZE_PATTERN}$"}, {"type": "null"}]
 
 
 def _refs(node: Any) -> set[str]:
@@ -60,7 +62,7 @@ def _refs(node: Any) -> set[str]:
             out |= _refs(v)
         return out
     if isinstance(node, list):
-        return set().union(*(_refs(v) for v in node)) if node else set()
+        return set().union(*(_refs(v) for v in node))
     return set()
 
 

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 
 from archsearch.spec.base import NamedOption, PositiveInt, StrictModel
 
+SIZE_PATTERN = r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*"  # '4GiB', '512 MB' (the unit is checked apart)
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
 
@@ -23,7 +24,7 @@ def parse_bytes(value: Any) -> int:
         if value <= 0:
             raise ValueError("a size must be positive")
         return int(value)
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(value))
+    m = re.fullmatch(SIZE_PATTERN, str(value))
     if not m or m.group(2).lower() not in _UNITS:
         raise ValueError(f"expected a size such as '4GiB' or '512MB', got {value!r}")
     n = float(m.group(1)) * _UNITS[m.group(2).lower()]
