@@ -34,7 +34,9 @@ optuna.logging.set_verbosity(optuna.logging.ERROR)  # our live view reports each
 def make_sampler(spec: SamplerSpec, space: Space, multi: bool, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
     """The sampler. It is made anew for every trial (in the worker or in a trial process) with
     `seed_offset` = the trials already in the study, so a seeded search draws the same sequence
-    either way, and a worker joining later does not repeat the first worker's draws."""
+    either way, and a worker joining later does not repeat the first worker's draws. Not the grid:
+    GridSampler shuffles its points by the seed and a trial's `grid_id` indexes that order, so
+    every process must shuffle alike (an offset seed sent grid_id k to another point: repeats)."""
     seed = None if spec.seed is None else spec.seed + seed_offset
     if spec.name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5)
@@ -59,7 +61,7 @@ def make_sampler(spec: SamplerSpec, space: Space, multi: bool, seed_offset: int 
             grid[d.name] = [type(d.low)(d.low + i * d.step) if d.kind == "float" else int(d.low + i * d.step) for i in range(n)]
         else:
             raise ArchsearchError(f"search.sampler grid: {d.name} is a range without `step`; give a step or a choice")
-    return optuna.samplers.GridSampler(grid, seed=seed)
+    return optuna.samplers.GridSampler(grid, seed=spec.seed)
 
 
 def make_pruner(spec: PrunerSpec) -> optuna.pruners.BasePruner:

@@ -217,6 +217,19 @@ def test_a_resolved_spec_that_already_trained_is_not_trained_again(tmp_path, mon
         assert (t.datetime_complete - t.datetime_start).total_seconds() < 1.0
 
 
+def test_a_grid_search_visits_every_point_once(tmp_path, monkeypatch):
+    # each trial makes its sampler anew (seeded by the trials so far for the other samplers): the
+    # grid's order must not move with it, or a trial's grid_id names another trial's point
+    study = search(tmp_path, monkeypatch, "search.sampler.name=grid", "search.pruner.name=none",
+                   "train.epochs=1", "model.layers.0.n=1", "model.layers.0.layers.1={type: batchnorm}",
+                   "model.layers.0.layers.2.fn=relu", "train.optimizer=adam",
+                   "model.layers.0.layers.0.out={choice: [4, 8], name: width}",
+                   "train.lr={choice: [0.001, 0.01], name: lr}", trials=4)
+    points = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(points) == 4 and len(set(points)) == 4, points
+    assert not [t for t in study.trials if "duplicate_of" in t.user_attrs]
+
+
 def test_a_study_resumes_only_with_its_own_space_and_its_folder_is_not_shared(tmp_path, monkeypatch):
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "archsearch", "run", *args], capture_output=True, text=True,
