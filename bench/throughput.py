@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from archsearch.build import build_model, summarize
-from archsearch.build.blocks import FastDropout
+from archsearch.build.blocks import FastDropout, Flatten, Stack
 from archsearch.data import prepare_train_val
 from archsearch.spec import load_spec
 from archsearch.train import fit, seed_everything
@@ -38,15 +38,18 @@ MODELS = {"S1 CustomNet": ROOT / "examples/s1_customnet.yaml", "S0 CNN": ROOT / 
 
 
 def as_seed_model(model: nn.Module) -> nn.Module:
-    """The same network as the seed reports write it: nn.Dropout, out-of-place activations."""
+    """The same network as the seed reports write it: nn.Sequential, nn.Flatten, nn.Dropout, out-of-place
+    activations (archsearch's Stack, Flatten and FastDropout are its speed-ups, see the README)."""
+    if isinstance(model, FastDropout):
+        return nn.Dropout(model.p)
+    if isinstance(model, Flatten):
+        return nn.Flatten(model.start_dim, model.end_dim)
+    if hasattr(model, "inplace"):
+        model.inplace = False
+        return model
     for name, child in model.named_children():
-        if isinstance(child, FastDropout):
-            setattr(model, name, nn.Dropout(child.p))
-        elif hasattr(child, "inplace"):
-            child.inplace = False
-        else:
-            as_seed_model(child)
-    return model
+        setattr(model, name, as_seed_model(child))
+    return nn.Sequential(*model) if isinstance(model, Stack) else model
 
 
 def baseline(spec, device: torch.device, steps: int, warmup: int, root: Path, workers: int) -> float:

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
-from archsearch.build.blocks import CBAM, DepthwiseSeparableConv, FastDropout, Residual, SqueezeExcite, projection
+from archsearch.build.blocks import (
+    CBAM, DepthwiseSeparableConv, FastDropout, Flatten, Residual, SqueezeExcite, Stack, projection,
+)
 from archsearch.build.factories import create_act, init_weights
 from archsearch.spec import layers as L
 from archsearch.spec.base import Shape
@@ -51,7 +53,7 @@ def build_stack(layers: list[L.LayerBase], shape: Shape, ctx: Ctx) -> nn.Sequent
         shape = layer.out_shape(shape, ctx.num_classes)
     if modules and hasattr(modules[0], "inplace"):
         modules[0].inplace = False  # never overwrite the tensor a stack receives (its input)
-    return nn.Sequential(*modules)
+    return Stack(*modules)
 
 
 @register("conv2d")
@@ -108,7 +110,7 @@ def _dropout2d(s: L.Dropout2d, shape: Shape, ctx: Ctx) -> nn.Module:
 
 @register("flatten")
 def _flatten(s: L.Flatten, shape: Shape, ctx: Ctx) -> nn.Module:
-    return nn.Flatten()
+    return Flatten()
 
 
 @register("linear")

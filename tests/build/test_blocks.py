@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+import torch.nn as nn
 
 from archsearch.build import build_model
-from archsearch.build.blocks import CBAM, FastDropout, SqueezeExcite
+from archsearch.build.blocks import CBAM, FastDropout, Flatten, SqueezeExcite
 from archsearch.spec import parse_spec
 
 
@@ -43,6 +46,43 @@ def test_inplace_activation_never_touches_the_stack_input():
     before = x.clone()
     model(x).sum().backward()
     assert torch.equal(x, before)
+
+
+@pytest.mark.parametrize("act", [{"fn": "relu"}, {"fn": "leaky_relu", "slope": 0.1}])
+def test_a_stack_pools_before_a_monotone_activation_in_training_with_the_same_result(act):
+    spec = parse_spec({"model": {"input": [3, 12, 12], "layers": [
+        {"type": "conv2d", "out": 8}, {"type": "batchnorm"}, {"type": "activation", **act}, {"type": "maxpool"},
+        {"type": "conv2d", "out": 8}, {"type": "activation", **act}, {"type": "flatten"}, {"type": "linear"}]}})
+    torch.manual_seed(0)
+    model = build_model(spec).train()
+    plain = nn.Sequential(*copy.deepcopy(list(model))).train()  # the same modules, run in the spec's order
+    seen = []
+    model[2].register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[2:])))
+    x = torch.randn(16, 3, 12, 12).contiguous(memory_format=torch.channels_last)
+    out, ref = model(x), plain(x)
+    assert seen == [(6, 6)]  # the activation ran after the pool, on a quarter of the elements
+    assert torch.equal(out, ref)
+    out.square().sum().backward()
+    ref.square().sum().backward()
+    for (name, p), q in zip(model.named_parameters(), plain.parameters()):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-5, atol=1e-6), name
+    model.eval()(x)
+    assert seen[-1] == (12, 12)  # eval mode (export, explain hooks): the spec's order
+
+
+def test_flatten_sends_a_channels_last_gradient_back_channels_last():
+    x = torch.randn(4, 6, 5, 5).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(4, 150)
+    grads = {}
+    for name, flatten in [("archsearch", Flatten()), ("torch", nn.Flatten())]:
+        h = (x * 1.0).requires_grad_(True)  # a leaf's .grad takes the leaf's layout: look at the hook's
+        h.register_hook(lambda g, name=name: grads.__setitem__(name, g))
+        out = flatten(h)
+        (out * w).sum().backward()
+        assert torch.equal(out, x.flatten(1))
+    assert grads["archsearch"].is_contiguous(memory_format=torch.channels_last)
+    assert not grads["torch"].is_contiguous(memory_format=torch.channels_last)  # what nn.Flatten sends back
+    assert torch.equal(grads["archsearch"], grads["torch"])
 
 
 @pytest.mark.parametrize("block", [CBAM(16, reduction=4), SqueezeExcite(16, reduction=4)])
