@@ -170,8 +170,10 @@ class FastDropout(nn.Module):
     torch's CPU dropout draws one random number per element (`bernoulli_`), which took a fifth of a
     CustomNet training step on a 2-core CPU. Here one 64-bit random integer gives four 16-bit
     lanes, each compared with a threshold: the same Bernoulli mask, with p rounded to a multiple of
-    1/65536. The mask keeps the input's memory format (channels_last stays channels_last). On CUDA
-    it is torch's fused dropout kernel."""
+    1/65536 — or eight 8-bit lanes where p is a multiple of 1/256 (0.5, 0.25, ...), exactly.
+    Where 1 / (1 - p) is exact in the input's dtype (p = 0.5 in bf16), the scaled mask is made once
+    and is all the backward reads. The mask keeps the input's memory format (channels_last stays
+    channels_last). On CUDA it is torch's fused dropout kernel."""
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
@@ -190,8 +192,13 @@ class FastDropout(nn.Module):
         channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
         shape = [x.shape[0], x.shape[2], x.shape[3], x.shape[1]] if channels_last else list(x.shape)
         n = x.numel()
-        lanes = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
-        keep = lanes.view(torch.int16)[:n].view(shape) >= int(round(self.p * 65536)) - 32768
+        lane, levels = (torch.int8, 256) if (self.p * 256).is_integer() else (torch.int16, 65536)
+        per_draw = 8 // lane.itemsize
+        lanes = torch.randint(-(2**63), 2**63 - 1, ((n + per_draw - 1) // per_draw,), dtype=torch.int64, device=x.device)
+        keep = lanes.view(lane)[:n].view(shape) >= int(round(self.p * levels)) - levels // 2
         if channels_last:
             keep = keep.permute(0, 3, 1, 2)
-        return x * keep * (1.0 / (1.0 - self.p))
+        scale = 1.0 / (1.0 - self.p)
+        if torch.tensor(scale, dtype=x.dtype).item() == scale:
+            return x * keep.to(x.dtype).mul_(scale)  # autograd keeps only this mask for the backward
+        return x * keep * scale

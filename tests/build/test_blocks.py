@@ -13,7 +13,7 @@ from archsearch.build.blocks import CBAM, FastDropout, Flatten, SqueezeExcite
 from archsearch.spec import parse_spec
 
 
-@pytest.mark.parametrize("p", [0.1, 0.5, 0.7])
+@pytest.mark.parametrize("p", [0.1, 0.25, 0.5, 0.7])  # 16-bit and 8-bit lanes, exact and inexact scales
 def test_fast_dropout_drops_p_and_keeps_the_mean(p):
     torch.manual_seed(0)
     d = FastDropout(p).train()
@@ -34,6 +34,11 @@ def test_fast_dropout_keeps_channels_last_and_is_identity_in_eval():
     y = d.train()(x)
     y.sum().backward()
     assert torch.equal(x.grad != 0, y != 0)  # gradient flows exactly through the kept units
+    xb = torch.randn(4, 8, 5, 5, dtype=torch.bfloat16).requires_grad_(True)
+    yb = d(xb)
+    yb.sum().backward()
+    assert yb.dtype == torch.bfloat16 and set(xb.grad.unique().tolist()) == {0.0, 2.0}  # p = 0.5: kept units × 2
+    assert torch.equal(yb, xb.detach() * xb.grad)
 
 
 def test_inplace_activation_never_touches_the_stack_input():
