@@ -2,6 +2,7 @@
 
     python bench/profile_step.py                # 60 steps of batch 128, precision auto
     python bench/profile_step.py --precision fp32
+    python bench/profile_step.py --shapes       # ops grouped by input shape (which block, which layout)
 
 Prints the ops by self CPU time and the share of the step spent in convolutions (oneDNN) versus
 everything else (batch norm, activations, pooling, dropout, copies: memory-bound on a small CPU).
@@ -27,6 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--precision", default="auto")
+    ap.add_argument("--shapes", action="store_true", help="group the ops by their input shapes")
     args = ap.parse_args()
     spec = load_spec(ROOT / "examples/s1_customnet.yaml")
     spec = spec.model_copy(update={
@@ -40,14 +42,15 @@ def main() -> None:
     data = prepare_train_val(spec.data, spec.model.input_shape, device="cpu")
     model = build_model(spec)
     fit(model, data, spec.train)  # warm-up epoch
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes) as prof:
         result = fit(model, data, spec.train)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     conv = sum(e.self_cpu_time_total for e in events if "convolution" in e.key)
     print(f"{describe()}\nS1 CustomNet, batch 128, precision {result.precision}: "
           f"{result.history[-1].img_per_s:,.0f} img/s under the profiler")
-    print(events.table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=45))
+    table = prof.key_averages(group_by_input_shape=True) if args.shapes else events
+    print(table.table(sort_by="self_cpu_time_total", row_limit=25 if args.shapes else 15, max_name_column_width=45))
     print(f"convolutions (forward + backward): {conv / total:.0%} of self CPU time; everything else {1 - conv / total:.0%}")
     bn = sum(e.self_cpu_time_total for e in events if e.key == "aten::native_batch_norm_backward")
     print(f"batch-norm backward alone: {bn / total:.0%}")

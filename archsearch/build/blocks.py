@@ -153,9 +153,9 @@ class Flatten(nn.Flatten):
     Flattening a channels-last activation copies it into [C, H, W] order, and autograd sends the
     gradient back in that (NCHW) layout. The layers before (activation, dropout) then combine an
     NCHW gradient with their saved channels-last tensors, which on the CPU runs ~30× slower than
-    with matching layouts (ReLU's backward on S1 CustomNet's 128×128×7×7 block: 1.8 ms against
-    0.06 ms). Here the gradient is converted back to channels-last once. Same values, same
-    module in eval mode and under tracing."""
+    with matching layouts (ReLU's backward on S1 CustomNet's 128×128×7×7 block took 1.8 ms of a
+    ~25 ms bf16 step: `python bench/profile_step.py --shapes`). Here the gradient is converted back
+    to channels-last once. Same values, same module in eval mode and under tracing."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (x.dim() == 4 and self.start_dim == 1 and self.end_dim == -1 and x.requires_grad
