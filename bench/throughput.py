@@ -11,6 +11,7 @@ and the medians are compared: single runs of either side move by 10-20 % on a sm
 (training ≈ 3 × forward FLOPs per image).
 
     python bench/throughput.py                 # CPU, S1 CustomNet and S0 CNN
+    python bench/throughput.py --models "S3 small VGG"
     python bench/throughput.py --device cuda --steps 400
 """
 
@@ -34,7 +35,8 @@ from fmnist_files import torchvision_root
 from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = {"S1 CustomNet": ROOT / "examples/s1_customnet.yaml", "S0 CNN": ROOT / "examples/s0_cnn.yaml"}
+MODELS = {"S1 CustomNet": ROOT / "examples/s1_customnet.yaml", "S0 CNN": ROOT / "examples/s0_cnn.yaml",
+          "S3 small VGG": ROOT / "examples/s3_small_vgg.yaml"}
 
 
 def as_seed_model(model: nn.Module) -> nn.Module:
@@ -109,7 +111,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="baseline DataLoader workers (the seeds use 0)")
     ap.add_argument("--repeats", type=int, default=3,
                     help="rounds of (baseline, archsearch auto), interleaved; the medians are reported")
-    ap.add_argument("--models", nargs="*", default=list(MODELS))
+    ap.add_argument("--models", nargs="*", default=["S1 CustomNet", "S0 CNN"], choices=list(MODELS))
     ap.add_argument("--compile", action="store_true", help="add a row with train.compile (CUDA graphs on GPU)")
     args = ap.parse_args()
     device = torch.device(args.device)

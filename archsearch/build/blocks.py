@@ -102,6 +102,25 @@ def _commutes_with_max(m: nn.Module) -> bool:
     return isinstance(m, nn.ReLU) or (isinstance(m, nn.LeakyReLU) and m.negative_slope >= 0)
 
 
+def _last(m: nn.Module) -> nn.Module:
+    """The module a stack ends with, through nested stacks (a `repeat` is a Sequential of stacks)."""
+    while type(m) in (nn.Sequential, Stack) and len(m):
+        m = m[-1]
+    return m
+
+
+def _without_last(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """m(x) without the module _last(m) would return (which is then applied by the caller)."""
+    if type(m) not in (nn.Sequential, Stack) or not len(m):
+        return x
+    if isinstance(m, Stack) and m.training:
+        x = m.run(x, len(m) - 1)
+    else:
+        for mod in list(m)[:-1]:
+            x = mod(x)
+    return _without_last(m[-1], x)
+
+
 class Stack(nn.Sequential):
     """nn.Sequential that, while training, runs "activation → max-pool" as "max-pool → activation".
 
@@ -111,22 +130,27 @@ class Stack(nn.Sequential):
     LeakyReLU can round two adjacent negative inputs to the same value; the gradient then goes to
     the larger one rather than the first: a tie-break, not a different function.) The activation
     then runs on a quarter of the elements (2×2 pooling): on S1 CustomNet's 28×28×32 block its
-    backward is ~6 % of a bf16 CPU step. Modules, their order and the state dict are unchanged;
-    in eval mode (export, evaluation, explain hooks) it is plain nn.Sequential."""
+    backward is ~6 % of a bf16 CPU step. The activation may end a nested stack (the last copy of
+    a `repeat`, as in S3's VGG blocks). Modules, their order and the state dict are unchanged; in
+    eval mode (export, evaluation, explain hooks) it is plain nn.Sequential."""
 
     def __init__(self, *modules: nn.Module) -> None:
         super().__init__(*modules)
         self.swapped = tuple(i for i in range(len(modules) - 1)
-                             if _commutes_with_max(modules[i]) and isinstance(modules[i + 1], nn.MaxPool2d))
+                             if _commutes_with_max(_last(modules[i])) and isinstance(modules[i + 1], nn.MaxPool2d))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or not self.swapped:
             return super().forward(x)
+        return self.run(x, len(self))
+
+    def run(self, x: torch.Tensor, stop: int) -> torch.Tensor:
+        """The first `stop` modules, each swapped pair as pool then activation."""
         mods = list(self)
         i = 0
-        while i < len(mods):
-            if i in self.swapped:
-                x = mods[i](mods[i + 1](x))
+        while i < stop:
+            if i in self.swapped and i + 1 < stop:
+                x = _last(mods[i])(mods[i + 1](_without_last(mods[i], x)))
                 i += 2
             else:
                 x = mods[i](x)

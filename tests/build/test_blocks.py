@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from archsearch.build import build_model
-from archsearch.build.blocks import CBAM, FastDropout, Flatten, SqueezeExcite
+from archsearch.build.blocks import CBAM, FastDropout, Flatten, SqueezeExcite, Stack
 from archsearch.spec import parse_spec
 
 
@@ -53,16 +53,27 @@ def test_inplace_activation_never_touches_the_stack_input():
     assert torch.equal(x, before)
 
 
+def _plain(m: nn.Module) -> nn.Module:
+    """The same modules in torch's nn.Sequential: the spec's order, always."""
+    for name, child in m.named_children():
+        setattr(m, name, _plain(child))
+    return nn.Sequential(*m) if isinstance(m, Stack) else m
+
+
 @pytest.mark.parametrize("act", [{"fn": "relu"}, {"fn": "leaky_relu", "slope": 0.1}])
-def test_a_stack_pools_before_a_monotone_activation_in_training_with_the_same_result(act):
+@pytest.mark.parametrize("nested", [False, True])
+def test_a_stack_pools_before_a_monotone_activation_in_training_with_the_same_result(act, nested):
+    block = [{"type": "conv2d", "out": 8}, {"type": "batchnorm"}, {"type": "activation", **act}]
+    first = [{"type": "repeat", "n": 2, "layers": block}] if nested else block  # S3's VGG blocks are repeats
     spec = parse_spec({"model": {"input": [3, 12, 12], "layers": [
-        {"type": "conv2d", "out": 8}, {"type": "batchnorm"}, {"type": "activation", **act}, {"type": "maxpool"},
+        *first, {"type": "maxpool"},
         {"type": "conv2d", "out": 8}, {"type": "activation", **act}, {"type": "flatten"}, {"type": "linear"}]}})
     torch.manual_seed(0)
     model = build_model(spec).train()
-    plain = nn.Sequential(*copy.deepcopy(list(model))).train()  # the same modules, run in the spec's order
+    plain = _plain(copy.deepcopy(model)).train()
+    act_module = model[0][1][2] if nested else model[2]
     seen = []
-    model[2].register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[2:])))
+    act_module.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[2:])))
     x = torch.randn(16, 3, 12, 12).contiguous(memory_format=torch.channels_last)
     out, ref = model(x), plain(x)
     assert seen == [(6, 6)]  # the activation ran after the pool, on a quarter of the elements
