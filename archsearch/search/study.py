@@ -134,7 +134,8 @@ class _LiveView:
 
     def __init__(self, study: optuna.Study, target: int, echo, tag: str = "") -> None:
         self.study, self.target, self.echo, self.tag = study, target, echo, tag
-        self.t0, self.start_finished = time.perf_counter(), finished_count(study)
+        c = counts(study)
+        self.t0, self.start_trained = time.perf_counter(), c["finished"] - c["over_budget"]
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if trial.user_attrs.get("status") == "surplus":  # never ran: nothing to report
@@ -144,8 +145,10 @@ class _LiveView:
         n_done, pruned, over, failed = c["finished"], c["pruned"], c["over_budget"], c["failed"]
         ok = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("status") == OK]
         best = max(ok, key=lambda t: t.user_attrs["val_metric"], default=None)
-        rate = (time.perf_counter() - self.t0) / max(1, n_done - self.start_finished)
-        eta = rate * max(0, self.target - n_done)
+        # seconds per trial that trained (an over-budget one is refused in milliseconds)
+        trained = n_done - over - self.start_trained
+        rate = (time.perf_counter() - self.t0) / trained if trained > 0 else None
+        eta = f"{rate * max(0, self.target - n_done) / 60:.1f} min" if rate is not None else "-"
         status = trial.user_attrs.get("status", trial.state.name.lower())
         val = trial.user_attrs.get("val_metric")
         reason = trial.user_attrs.get("reason") or trial.system_attrs.get("fail_reason", "")
@@ -159,7 +162,7 @@ class _LiveView:
             f"{self.tag}trial {trial.number:>3} [{n_done}/{self.target}] {status:<11} {what:<24} "
             f"params {trial.user_attrs.get('params', 0):>10,} | {best_s} | {pruned} pruned, "
             + (f"{over} over budget, " if over else "") + f"{failed} failed | "
-            f"ETA {eta / 60:.1f} min"
+            f"ETA {eta}"
         )
 
 

@@ -286,3 +286,24 @@ def test_a_study_resumes_only_with_its_own_space_and_its_folder_is_not_shared(tm
     owner.write_text(json.dumps({"study": "digits_cnn", "key": f"sqlite:{(copy / 'studies' / 'digits_cnn.db').resolve()}#"
                                  f"{study._study_id}"}))
     check_study_dir("digits_cnn", default, study)
+
+
+def test_the_live_eta_counts_only_trials_that_trained():
+    import time
+
+    from optuna.distributions import IntDistribution
+    from optuna.trial import create_trial
+
+    from archsearch.search.study import _LiveView
+
+    study = optuna.create_study(direction="maximize")
+    lines = []
+    view = _LiveView(study, target=4, echo=lines.append)
+    view.t0 = time.perf_counter() - 60.0  # one minute of searching so far
+    for status, value in [("over_budget", 0.0), ("ok", 0.9)]:
+        study.add_trial(create_trial(value=value, params={"w": 1}, distributions={"w": IntDistribution(1, 2)},
+                                     user_attrs={"status": status, "val_metric": value}))
+        view(study, study.trials[-1])
+    assert "ETA -" in lines[0]  # nothing trained yet: no rate to extrapolate
+    # 2 of 4 finished, but only one trained in that minute: 2 more trials take ~2 minutes, not 1
+    assert lines[1].endswith("ETA 2.0 min")
