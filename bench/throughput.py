@@ -6,8 +6,13 @@ archsearch: prepare_train_val (uint8 tensors on the device, per-batch normalisat
 fp32 and at train.precision=auto (bf16 autocast where the hardware runs it natively).
 
 Both run the same number of optimizer steps on the same model (freshly built with the same seed);
-warm-up steps are excluded. Baseline and archsearch (precision=auto) alternate for --repeats rounds
-and the medians are compared: single runs of either side move by 10-20 % on a small shared CPU. Prints img/s, the ratio to the baseline and the achieved GFLOP/s
+warm-up steps are excluded. Every measurement runs in a fresh Python process, as the seeds' script
+and `archsearch train` would: one side's allocations and process-wide settings (archsearch's
+trainer raises glibc's malloc thresholds on the CPU, see archsearch/train/allocator.py) do not
+reach the other. Baseline and archsearch (precision=auto) alternate for --repeats rounds and the
+medians are compared: single runs of either side move by 10-20 % on a small shared CPU. On the CPU
+two more rows show what the malloc setting is worth: archsearch without it (ARCHSEARCH_MALLOC=system)
+and the seeds' loop with it (medians over the same rounds). Prints img/s, the ratio to the baseline and the achieved GFLOP/s
 (training ≈ 3 × forward FLOPs per image).
 
     python bench/throughput.py                 # CPU, S1 CustomNet and S0 CNN
@@ -18,7 +23,10 @@ and the medians are compared: single runs of either side move by 10-20 % on a sm
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +39,7 @@ from archsearch.build.blocks import FastDropout, Flatten, Stack
 from archsearch.data import prepare_train_val
 from archsearch.spec import load_spec
 from archsearch.train import fit, seed_everything
+from archsearch.train.allocator import tune_cpu_allocator
 from fmnist_files import torchvision_root
 from machine import describe
 
@@ -103,6 +112,29 @@ def archsearch_rate(spec, device: torch.device, steps: int, precision: str, comp
     return result.history[-1].img_per_s  # epoch 2: warm
 
 
+def measure(kind: str, name: str, args, root: Path, env: dict[str, str] | None = None) -> float:
+    """One measurement in a fresh process: `kind` is baseline, baseline-tuned, auto, fp32 or compile."""
+    cmd = [sys.executable, __file__, "--one", kind, "--models", name, "--root", str(root), "--device", args.device,
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--workers", str(args.workers)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    rates = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("RATE ")]
+    if out.returncode != 0 or not rates:
+        sys.exit(f"{kind} measurement failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
+    return float(rates[0])
+
+
+def one(args) -> None:
+    """The child side of measure(): print RATE <img/s>."""
+    spec, device = load_spec(MODELS[args.models[0]]), torch.device(args.device)
+    if args.one.startswith("baseline"):
+        if args.one == "baseline-tuned":
+            tune_cpu_allocator()
+        rate = baseline(spec, device, args.steps, args.warmup, Path(args.root), args.workers)
+    else:
+        rate = archsearch_rate(spec, device, args.steps, "fp32" if args.one == "fp32" else "auto", args.one == "compile")
+    print(f"RATE {rate}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
@@ -113,7 +145,11 @@ def main() -> None:
                     help="rounds of (baseline, archsearch auto), interleaved; the medians are reported")
     ap.add_argument("--models", nargs="*", default=["S1 CustomNet", "S0 CNN"], choices=list(MODELS))
     ap.add_argument("--compile", action="store_true", help="add a row with train.compile (CUDA graphs on GPU)")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--root", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.one:
+        return one(args)
     device = torch.device(args.device)
     print(f"{describe()}\ndevice {device}  torch {torch.__version__}  threads {torch.get_num_threads()}  "
           f"steps {args.steps}  repeats {args.repeats}")
@@ -122,18 +158,26 @@ def main() -> None:
         for name in args.models:
             spec = load_spec(MODELS[name])
             flops = summarize(build_model(spec), spec.model.input_shape).flops
-            bases, autos = [], []
-            for r in range(args.repeats):  # interleaved, so a slow spell of the machine hits both sides
-                bases.append(baseline(spec, device, args.steps, args.warmup, root, args.workers))
-                autos.append(archsearch_rate(spec, device, args.steps, "auto"))
-                print(f"{name:13s} round {r + 1}: DataLoader {bases[-1]:7,.0f} img/s, archsearch auto "
-                      f"{autos[-1]:7,.0f} img/s, {autos[-1] / bases[-1]:.2f}x", flush=True)
+            kinds = [("baseline", {}), ("auto", {})]
+            if device.type == "cpu":  # what archsearch's malloc setting is worth, to each side
+                kinds += [("auto", {"ARCHSEARCH_MALLOC": "system"}), ("baseline-tuned", {})]
+            runs: list[list[float]] = [[] for _ in kinds]
+            for r in range(args.repeats):  # interleaved, so a slow spell of the machine hits every side
+                for k, (kind, env) in enumerate(kinds):
+                    runs[k].append(measure(kind, name, args, root, env))
+                extra = (f" (system malloc {runs[2][-1]:,.0f}; DataLoader + tuned malloc {runs[3][-1]:,.0f})"
+                         if len(kinds) > 2 else "")
+                print(f"{name:13s} round {r + 1}: DataLoader {runs[0][-1]:7,.0f} img/s, archsearch auto "
+                      f"{runs[1][-1]:7,.0f} img/s, {runs[1][-1] / runs[0][-1]:.2f}x{extra}", flush=True)
+            bases, autos = runs[0], runs[1]
             base, auto = statistics.median(bases), statistics.median(autos)
-            fp32 = archsearch_rate(spec, device, args.steps, "fp32")
-            rows = [("seeds' DataLoader loop (fp32)", base), ("archsearch fp32", fp32),
+            rows = [("seeds' DataLoader loop (fp32)", base), ("archsearch fp32", measure("fp32", name, args, root)),
                     ("archsearch precision=auto", auto)]
+            if device.type == "cpu":
+                rows += [("archsearch auto, system malloc", statistics.median(runs[2])),
+                         ("DataLoader loop + tuned malloc", statistics.median(runs[3]))]
             if args.compile:
-                rows.append(("archsearch auto + compile", archsearch_rate(spec, device, args.steps, "auto", True)))
+                rows.append(("archsearch auto + compile", measure("compile", name, args, root)))
             for label, rate in rows:
                 print(f"{name:13s} {label:32s} {rate:9,.0f} img/s  {rate / base:5.2f}x  "
                       f"{3 * flops * rate / 1e9:7.1f} GFLOP/s")

@@ -20,6 +20,7 @@ from archsearch.data import BatchSource, TrainVal
 from archsearch.errors import TrainingError
 from archsearch.spec.model import STAGES
 from archsearch.spec.train import TrainSpec
+from archsearch.train.allocator import tune_cpu_allocator
 from archsearch.train.graphed import WARMUP_STEPS, GraphedStep
 from archsearch.train.metrics import confusion, metric_from_confusion
 from archsearch.train.optim import Schedule, make_optimizer
@@ -197,6 +198,8 @@ def fit(
     device = torch.device(device)
     num_classes = num_classes or len(data.classes)
     precision = resolve_precision(spec.precision, device)
+    if device.type == "cpu":
+        tune_cpu_allocator()  # per-step activations reuse their pages instead of re-faulting them
     model.to(device)
     if spec.channels_last:
         model.to(memory_format=torch.channels_last)
