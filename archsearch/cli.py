@@ -73,6 +73,12 @@ def validate(
         n = len({d.name for d in space.dims})
         extra = f", search space: {n} parameters, {checked} extreme specs valid" if space.dims else ""
         typer.echo(f"ok: {path} ({kind}, {spec.data.dataset}{extra})")
+        b = spec.search.budgets
+        if space.dims and (b.max_params or b.max_flops or b.gpu_memory):  # builds models: only then
+            from archsearch.search.budget import over_budget_everywhere
+
+            if warning := over_budget_everywhere(space):
+                typer.echo(f"  warning: {warning}", err=True)
         folder = spec.data.path if spec.data.dataset == "image_folder" else None
         if folder and not Path(folder).expanduser().is_dir():  # a data location, not a spec error: a note
             typer.echo(f"  note: data.path {folder} is not a folder here; train and run need it "
@@ -360,6 +366,10 @@ def run(
         release(st._storage)  # the workers hold the connections
         typer.echo(f"{search_header(name, url, finished_count(st), trials or search.trials, space, checked)}; "
                    f"{workers} workers")
+        from archsearch.search.budget import over_budget_everywhere
+
+        if warning := over_budget_everywhere(space):
+            typer.echo(f"warning: {warning}")
         code = run_workers(workers=workers, study=name, storage=url, trials=trials or search.trials,
                            timeout=timeout, device=device, data_dir=str(data_dir) if data_dir else None, echo=typer.echo)
         from archsearch.search.study import open_study

@@ -65,6 +65,20 @@ def test_validate_refuses_a_storage_url_or_budget_that_cannot_be_meant(setting, 
     assert out.returncode == 2 and says in out.stderr and f"--set {setting}" in out.stderr, out.stderr
 
 
+def test_a_budget_that_every_extreme_breaks_is_warned_about_by_validate_and_run(tmp_path):
+    space = str(ROOT / "spaces" / "digits_cnn.yaml")
+    out = run("validate", space, "--set", "search.budgets.max_params=100")
+    assert out.returncode == 0, out.stderr  # a warning: points between the extremes might still fit
+    assert "every extreme spec checked is over budget" in out.stderr and "> max_params 100" in out.stderr
+    out = run("validate", space, "--set", "search.budgets.max_params=5300")  # the small widths fit
+    assert out.returncode == 0 and "over budget" not in out.stderr, out.stderr
+    out = subprocess.run([sys.executable, "-m", "archsearch", "run", space, "--trials", "1", "--set",
+                          "search.budgets.max_params=100"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "warning: every extreme spec checked is over budget" in out.stdout
+    assert "1 over budget" in out.stdout  # and the one trial is indeed refused
+
+
 def test_validate_lists_every_error_and_exits_2(write):
     bad = write("bad.yaml", "model:\n  input: [1, 28, 28]\n  layers:\n    - {type: conv3d, out: 4}\n    - {type: linear, out: -1}\n")
     good = EXAMPLES[0]

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from archsearch.build import Summary
+from archsearch.build import Summary, build_model, summarize
+from archsearch.errors import SpecError
 from archsearch.spec.root import Spec
+from archsearch.spec.space import Space, extremes
 from archsearch.train.precision import autocast, resolve_precision
 
 
@@ -73,3 +75,38 @@ def check_budgets(spec: Spec, summary: Summary, model: nn.Module, device: torch.
             violations.append(f"{source} memory {memory / 2**20:,.0f} MiB > gpu_memory {b.gpu_memory / 2**20:,.0f} MiB")
             excess = max(excess, memory / b.gpu_memory - 1)
     return BudgetCheck(int(memory), source, violations, excess)
+
+
+def over_budget_everywhere(space: Space, limit: int = 60) -> str | None:
+    """A warning when every extreme spec of `space` (see spec.space.extremes) breaks its budgets on
+    the CPU check (parameters, FLOPs, estimated memory): the search would then refuse most trials.
+    None when no budget is set, the space has no dimensions, or some extreme fits. Models are built
+    without pretrained weights (the counts do not depend on them); each distinct one once."""
+    if not space.dims:
+        return None
+    seen: dict[str, list[str]] = {}
+    first: tuple[str, list[str]] | None = None
+    for label, suggest in extremes(space, limit):
+        try:
+            spec = space.resolve(suggest)
+        except SpecError:
+            continue  # validate / run report these themselves
+        b = spec.search.budgets
+        if b.max_params is None and b.max_flops is None and b.gpu_memory is None:
+            return None
+        bb = spec.model.backbone
+        if bb is not None and bb.pretrained != "none":
+            spec = spec.model_copy(update={"model": spec.model.model_copy(
+                update={"backbone": bb.model_copy(update={"pretrained": "none"})})})
+        key = f"{spec.model.model_dump_json()}|{spec.train.batch_size}|{spec.train.optimizer.name}|{spec.search.budgets}"
+        if key not in seen:
+            model = build_model(spec)
+            seen[key] = check_budgets(spec, summarize(model, spec.model.input_shape), model, torch.device("cpu")).violations
+        if not seen[key]:
+            return None
+        first = first or (label, seen[key])
+    if first is None:
+        return None
+    label, violations = first
+    return (f"every extreme spec checked is over budget (e.g. {label}: {'; '.join(violations)}): most trials would "
+            "be refused before training; raise search.budgets or narrow the space")

@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 from archsearch.data.testsplit import test_split_forbidden
 from archsearch.errors import ArchsearchError, DataError, SpecError
 from archsearch.fs import ensure_writable_dir, read_json, write_json
+from archsearch.search.budget import over_budget_everywhere
 from archsearch.search.isolation import exit_reason, fork_trial, unclaim, use_processes, wait_trial
 from archsearch.search.storage import (STUDIES_DIR, check_exists, check_reachable, default_storage, make_storage,
                                        release, sqlite_file, storage_error)
@@ -448,6 +449,8 @@ def run_search(space: Space, search: SearchSpec, *, study_name: str, storage: st
         c = counts(study)
         tag = f"[{worker}] " if worker else ""
         echo(f"{tag}{search_header(study_name, storage, c['finished'], target, space, checked)}; device {dev}")
+        if not worker and c["finished"] < target and (warning := over_budget_everywhere(space)):
+            echo(f"warning: {warning}")  # a worker of `--workers N`: the parent said it once
         if c["finished"] >= target:
             return SearchResult(study, c["finished"], "trials")
         me = f"{_host()}:{os.getpid()}"

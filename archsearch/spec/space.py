@@ -263,20 +263,25 @@ def _pick(mode: str, target: Dimension | None = None, option: int = 0) -> Sugges
     return suggest
 
 
-def check_space(space: Space, limit: int = 200) -> tuple[int, list[Problem]]:
-    """Resolve the space at its extremes — every dimension low, every dimension high, and each
-    option of each choice (the rest low, then high) — and validate each spec (shapes included).
-
-    Returns (specs checked, problems); each problem names the assignment that produced it."""
+def extremes(space: Space, limit: int = 200) -> list[tuple[str, Suggest]]:
+    """The space's extreme assignments, labelled: every dimension low, every dimension high, and
+    each option of each choice (the rest low, then high); at most `limit`."""
     assignments: list[tuple[str, Suggest]] = [("all low", _pick("low")), ("all high", _pick("high"))]
     for dim in space.dims:
         if dim.kind == "choice":
             for i in range(len(dim.choices)):
                 for mode in ("low", "high"):
                     assignments.append((f"{dim.name} = option {i} (others {mode})", _pick(mode, dim, i)))
+    return assignments[:limit]
+
+
+def check_space(space: Space, limit: int = 200) -> tuple[int, list[Problem]]:
+    """Resolve the space at its extremes (`extremes`) and validate each spec (shapes included).
+
+    Returns (specs checked, problems); each problem names the assignment that produced it."""
     found: dict[str, tuple[Problem, str, int]] = {}  # problem → (itself, first assignment, how many had it)
     checked = 0
-    for label, suggest in assignments[:limit]:
+    for label, suggest in extremes(space, limit):
         checked += 1
         try:
             space.resolve(suggest)
