@@ -357,7 +357,8 @@ def run(
 
     name = study or search.study or space.name or space_path.stem
     if workers > 1:
-        from archsearch.search.study import SearchResult, finished_count, prepare_study, search_header
+        from archsearch.search.run import SearchResult, prepare_study, search_header
+        from archsearch.search.study import finished_count
         from archsearch.search.workers import run_workers
 
         from archsearch.search.storage import release
@@ -473,6 +474,7 @@ def best(
                               "(--retrain reuse evaluates the search's one checkpoint)")
     seeds = seeds or 3
     overrides = list(set_ or []) + ([f"train.epochs={epochs}"] if epochs is not None else [])
+    st, url = _open_study_for(study, storage)  # a missing study is named before the trainer loads (seconds)
     from archsearch.evaluate.best import check_overrides, check_select
 
     check_overrides(overrides, retrain)
@@ -488,7 +490,6 @@ def best(
     from archsearch.search.study import STUDIES_DIR
     from archsearch.train.precision import resolve_device
 
-    st, url = _open_study_for(study, storage)
     typer.echo(f"study {st.study_name} on {url}: re-evaluating the top {top} "
                + ("distinct network(s)" if distinct else "trial(s)")
                + (f", the {select} best on val after re-training on train" if select else "") + ", "
@@ -594,10 +595,10 @@ def report(
     out: Annotated[Path, typer.Option(help="the HTML file to write")] = Path("report.html"),
 ) -> None:
     """One self-contained HTML report: the search's plots and trials, and the exported winner's test results."""
+    st, _ = _open_study_for(study, storage)  # before the figures' imports
     from archsearch.report.bundle import find_bundle
     from archsearch.report.write import write_report
 
-    st, _ = _open_study_for(study, storage)
     if bundle is None:
         bundle = find_bundle(st.study_name)
         typer.echo(f"bundle: {bundle} (the study's newest export here; --bundle DIR for another)" if bundle else

@@ -38,6 +38,31 @@ def test_help_is_fast_and_does_not_import_torch():
     assert wall < 3.0  # interpreter start included; the import itself is well under a second
 
 
+def test_reading_a_study_does_not_load_the_trainer(tmp_path):
+    """status, and best/report on a missing study, answer in well under a second: no torch import."""
+    import optuna
+
+    (tmp_path / "studies").mkdir()
+    st = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path}/studies/s.db", direction="maximize")
+    t = st.ask()
+    t.set_user_attr("status", "ok")
+    t.set_user_attr("val_metric", 0.75)
+    st.tell(t, 0.75)
+    code = (
+        "import sys\n"
+        "from archsearch.cli import main\n"
+        "for argv in (['status'], ['best', '--study', 'nope'], ['report', '--study', 'nope']):\n"
+        "    sys.argv = ['archsearch', *argv]\n"
+        "    try:\n        main()\n    except SystemExit as e:\n        print('exit', e.code, flush=True)\n"
+        "    assert 'torch' not in sys.modules, f'{argv}: torch imported'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    assert "0.75" in out.stdout and out.stdout.count("exit 2") == 2, out.stdout
+    assert out.stderr.count("--study nope: studies/nope.db does not exist") == 2, out.stderr
+
+
 def test_command_list_gives_each_command_one_line_when_it_fits():
     """Docstrings wrap in the source; the command list must not keep those breaks."""
     out = run("--help", env={**os.environ, "COLUMNS": "400"})

@@ -45,6 +45,7 @@ from archsearch.errors import ArchsearchError, DataError
 from archsearch.evaluate.metrics import classification_metrics
 from archsearch.evaluate.stats import PairedTest, Spread, paired_test, spread
 from archsearch.fs import ensure_writable_dir, write_json
+from archsearch.search.study import OK
 from archsearch.spec import parse_spec
 from archsearch.spec.io import apply_overrides
 from archsearch.spec.root import Spec
@@ -52,7 +53,6 @@ from archsearch.train.loop import evaluate_source, fit, seed_everything
 
 RESULTS_FILE = "results.json"
 SELECTION_FILE = "selection.json"
-OK = "ok"
 
 
 @dataclass

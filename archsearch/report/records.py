@@ -9,7 +9,8 @@ from typing import NamedTuple
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-OK = "ok"  # archsearch.search.objective.OK, without importing the trainer
+from archsearch.search.study import OK
+
 
 # user_attrs key → label, for naming the objectives of a study that has no metric names
 OBJECTIVE_ATTRS = {"val_metric": "val metric", "params": "params", "flops": "FLOPs", "latency_ms": "latency (ms)"}

@@ -24,13 +24,12 @@ from archsearch.errors import DataError, SpecError, TrainingError
 from archsearch.search.artifacts import TrialArtifacts
 from archsearch.search.budget import check_budgets
 from archsearch.search.resolve import resolve_trial
+from archsearch.search.study import OK
 from archsearch.spec.root import Spec
 from archsearch.spec.search import PrunerSpec
 from archsearch.spec.space import Space
 from archsearch.train.loop import fit, load_epoch_state, seed_everything
 
-OK = "ok"
-FAILED_STATES = ("over_budget", "invalid_spec", "data_error", "nan_loss", "cuda_oom")
 
 
 CONSTRAINT = "feasibility"  # Optuna constraint: > 0 means infeasible (see the module docstring)

@@ -255,7 +255,7 @@ def test_a_study_resumes_only_with_its_own_space_and_its_folder_is_not_shared(tm
     assert not (tmp_path / "other.db").exists()
     assert sorted(p.name for p in (tmp_path / "studies" / "digits_cnn").iterdir()) == kept
     # a storage that cannot be opened is named as such, not blamed on the folder
-    from archsearch.search.study import prepare_study
+    from archsearch.search.run import prepare_study
 
     monkeypatch.chdir(tmp_path)
     space = load_space(SPACE)
@@ -294,7 +294,7 @@ def test_the_live_eta_counts_only_trials_that_trained():
     from optuna.distributions import IntDistribution
     from optuna.trial import create_trial
 
-    from archsearch.search.study import _LiveView
+    from archsearch.search.run import _LiveView
 
     study = optuna.create_study(direction="maximize")
     lines = []
