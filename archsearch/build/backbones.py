@@ -58,8 +58,13 @@ def _file_state(path: str) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise BuildError(f"model.backbone.pretrained: weights file not found: {path}") from None
-    except Exception as e:
-        raise BuildError(f"model.backbone.pretrained: cannot read {path} as a state_dict: {e}") from None
+    except Exception as e:  # torch's own text runs to a dozen lines (weights_only advice): the gist
+        import zipfile
+
+        what = ("it holds objects other than tensors (a whole pickled model?)"
+                if zipfile.is_zipfile(path) and "Weights only load failed" in str(e) else "not a file torch.save wrote")
+        raise BuildError(f"model.backbone.pretrained: cannot read {path} as a state_dict: {what}. Save the "
+                         "weights with torch.save(model.state_dict(), path)") from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

@@ -27,11 +27,14 @@ AUTO_MIN_TRIAL_SECONDS).
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 from archsearch.errors import ArchsearchError
 
@@ -90,9 +93,33 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+USER_ERROR = 3  # a trial process's exit code when body() raised an ArchsearchError (see user_error)
+
+
+def error_file(parent: int, child: int) -> Path:
+    """Where trial process `child` of `parent` leaves the ArchsearchError that ended it."""
+    return Path(tempfile.gettempdir()) / f"archsearch-trial-{parent}-{child}.err"
+
+
+def user_error(pid: int) -> ArchsearchError:
+    """The ArchsearchError that ended trial process `pid` (exit code USER_ERROR), to raise in the
+    parent as an in-process trial would have raised it: one message, exit 2, no traceback."""
+    path = error_file(os.getpid(), pid)
+    try:
+        data = path.read_bytes()
+        path.unlink()
+        error = pickle.loads(data)
+        if isinstance(error, ArchsearchError):
+            return error
+    except Exception:  # noqa: BLE001 - unreadable: say what is known
+        pass
+    return ArchsearchError(f"trial process {pid} stopped on an error it could not report")
+
+
 def fork_trial(body: Callable[[], int]) -> int:
     """Fork; the child runs body() with the claimed thread count and exits with its return value
-    (130 on KeyboardInterrupt, 1 on an exception, printed). Returns the child's pid."""
+    (130 on KeyboardInterrupt; USER_ERROR on an ArchsearchError, left for `user_error`; 1 on any
+    other exception, printed). Returns the child's pid."""
     sys.stdout.flush()
     sys.stderr.flush()
     parent = os.getpid()
@@ -112,6 +139,13 @@ def fork_trial(body: Callable[[], int]) -> int:
         code = body()
     except KeyboardInterrupt:
         code = 130
+    except ArchsearchError as e:
+        try:
+            data = pickle.dumps(e)
+        except Exception:  # noqa: BLE001 - an unpicklable attribute: the message is what the user needs
+            data = pickle.dumps(ArchsearchError(str(e)))
+        error_file(parent, os.getpid()).write_bytes(data)
+        code = USER_ERROR
     except BaseException:  # noqa: BLE001 — the child must never return into the parent's loop
         traceback.print_exc()
         code = 1

@@ -20,7 +20,7 @@ import torch
 from archsearch.build import build_model, summarize
 from archsearch.build.summary import latency
 from archsearch.data import TrainVal, prepare_train_val
-from archsearch.errors import DataError, SpecError, TrainingError
+from archsearch.errors import ArchsearchError, DataError, SpecError, TrainingError
 from archsearch.search.artifacts import TrialArtifacts
 from archsearch.search.budget import check_budgets
 from archsearch.search.resolve import resolve_trial
@@ -76,6 +76,10 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         try:
             return self._run(trial)
+        except ArchsearchError as e:  # a user error (data, weights file, spec) ends the search; the trial says why
+            trial.set_user_attr("status", "error")
+            trial.set_user_attr("reason", str(e))
+            raise
         finally:  # a finished, pruned, failed or interrupted trial needs no resume point; a killed one keeps it
             original = retried_from(trial)
             (self.study_dir / "resume" / f"trial_{original if original is not None else trial.number}.pt").unlink(

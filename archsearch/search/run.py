@@ -12,7 +12,8 @@ from optuna.trial import TrialState
 from archsearch.data.testsplit import test_split_forbidden
 from archsearch.errors import ArchsearchError, DataError, SpecError
 from archsearch.search.budget import over_budget_everywhere
-from archsearch.search.isolation import exit_reason, fork_trial, unclaim, use_processes, wait_trial
+from archsearch.search.isolation import (USER_ERROR, exit_reason, fork_trial, unclaim, use_processes, user_error,
+                                         wait_trial)
 from archsearch.search.objective import Objective, Surplus
 from archsearch.search.storage import STUDIES_DIR, check_reachable, default_storage, release
 from archsearch.search.study import (FAILED_STATES, OK, _host, check_same_space, check_study_dir, claim_study_dir,
@@ -232,6 +233,8 @@ def run_search(space: Space, search: SearchSpec, *, study_name: str, storage: st
             wall = time.perf_counter() - t0
             if code == 130:
                 raise KeyboardInterrupt
+            if code == USER_ERROR:  # as in this process: the search stops with the trial's error
+                raise user_error(pid)
             who = f"{_host()}:{pid}"
             ran = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == who]
             if probing and any(t.user_attrs.get("history") for t in ran):  # trials that trained, not those

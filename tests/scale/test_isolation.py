@@ -206,3 +206,26 @@ def test_consecutive_failures_stop_a_search_of_trial_processes(tmp_path):
     assert "stopped after 3 consecutive failed trials" in out.stderr and "Traceback" not in out.stderr
     study = optuna.load_study(study_name="digits_cnn", storage=f"sqlite:///{tmp_path / 'studies' / 'digits_cnn.db'}")
     assert [t.user_attrs["status"] for t in study.trials] == ["over_budget"] * 3
+
+
+def test_a_user_error_in_a_trial_process_is_one_message_as_in_process(tmp_path):
+    """An ArchsearchError inside a trial (here: a weights file torch.save did not write) stops the
+    search with its one message and exit 2, whether the trial ran in its own process or not; the
+    trial records it (status error, reason)."""
+    space = ("name: badweights\nmodel:\n  input: [1, 8, 8]\n  num_classes: 10\n"
+             "  backbone: {name: resnet18, pretrained: bad.pth, small_input: true}\n"
+             "data: {dataset: digits}\ntrain: {epochs: 1, lr: {float: [1.0e-3, 1.0e-2]}}\nsearch: {trials: 3}\n")
+    errors = {}
+    for isolate in ("process", "none"):
+        folder = tmp_path / isolate
+        folder.mkdir()
+        (folder / "bad.pth").write_text("not weights")
+        (folder / "space.yaml").write_text(space)
+        out = cli(folder, "run", "space.yaml", "--set", f"search.isolate={isolate}")
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        errors[isolate] = out.stderr.replace(str(folder), "<folder>")
+        study = optuna.load_study(study_name="badweights", storage=f"sqlite:///{folder / 'studies' / 'badweights.db'}")
+        assert [(t.state, t.user_attrs.get("status")) for t in study.trials] == [(TrialState.FAIL, "error")]
+        assert "not a file torch.save wrote" in study.trials[0].user_attrs["reason"]
+    assert errors["process"] == errors["none"]
+    assert errors["none"].startswith("error: model.backbone.pretrained: cannot read <folder>/bad.pth")
