@@ -210,6 +210,20 @@ def test_train_then_evaluate_from_the_command_line(tmp_path):
             assert out.returncode == 2 and name in out.stderr and "Traceback" not in out.stderr, (cmd, out.stderr)
 
 
+def test_num_classes_must_match_the_data(tmp_path):
+    out = run("train", str(ROOT / "examples" / "digits_cnn.yaml"), "--set", "model.num_classes=3",
+              "--out", str(tmp_path / "r"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "model.num_classes is 3 but the data has 10 classes" in out.stderr and not (tmp_path / "r").exists()
+    space = tmp_path / "space.yaml"
+    space.write_text((ROOT / "spaces" / "digits_cnn.yaml").read_text().replace("num_classes: 10", "num_classes: 11"))
+    out = subprocess.run([sys.executable, "-m", "archsearch", "run", str(space)], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120)
+    line = next(i for i, t in enumerate(space.read_text().splitlines(), 1) if "num_classes" in t)
+    assert out.returncode == 2 and f"space.yaml: line {line}: model.num_classes is 11" in out.stderr, out.stderr
+    assert not (tmp_path / "studies").exists() or not list((tmp_path / "studies").glob("*.db"))
+
+
 def test_missing_dataset_says_where_it_looked(tmp_path):
     env = {**__import__("os").environ, "ARCHSEARCH_DATA": str(tmp_path), "ARCHSEARCH_OFFLINE": "1",
            "ARCHSEARCH_CACHE": str(tmp_path / "cache")}

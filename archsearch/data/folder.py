@@ -58,7 +58,27 @@ def _root(path: str | Path) -> Path:
             f"data.path: image folder {root} {what}{full}: "
             "point data.path at a folder with one sub-folder of images per class", "data.path"
         )
+    _check_split_names(root)
     return root
+
+
+SPLIT_NAMES = {"train", "val", "valid", "validation", "test"}
+
+
+def _check_split_names(root: Path) -> None:
+    """Refuse split folders archsearch would misread: val/ beside train/ + test/ (never read), or
+    split folders without the train/ + test/ pair (read as classes named "train", "val")."""
+    names = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    splits = sorted(names & SPLIT_NAMES)
+    layout = ("archsearch reads <path>/train/<class>/ and <path>/test/<class>/, and carves the validation "
+              "split from train/ (data.val_fraction)")
+    if _has_split_dirs(root) and set(splits) - {"train", "test"}:
+        raise DataError(f"data.path: {root} has {'/, '.join(sorted(set(splits) - {'train', 'test'}))}/ beside "
+                        f"train/ and test/, which would not be read: {layout}; move its class folders into "
+                        "train/ or remove it", "data.path")
+    if not _has_split_dirs(root) and splits and names <= SPLIT_NAMES:
+        raise DataError(f"data.path: {root} holds split folders ({'/, '.join(splits)}/), not class folders: "
+                        f"{layout}; a folder without train/ and test/ must hold one folder per class", "data.path")
 
 
 def _has_split_dirs(root: Path) -> bool:

@@ -60,11 +60,22 @@ def data_key(spec: DataSpec, input_shape: tuple[int, ...]) -> str:
     return json.dumps([spec.model_dump(mode="json"), list(input_shape)], sort_keys=True)
 
 
-def check_train_val(spec: DataSpec, input_shape: tuple[int, int, int], data_dir: str | Path | None = None) -> None:
-    """Fail as prepare_train_val would on missing data, shapes or impossible split sizes, without
-    decoding images or computing statistics (a search checks its data before the first trial)."""
+def check_classes(classes: list[str], num_classes: int | None) -> None:
+    """The model's outputs must be the data's classes: fewer fail on the first label past them, more
+    are outputs no image ever trains."""
+    if num_classes is not None and num_classes != len(classes):
+        shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
+        raise DataError(f"model.num_classes is {num_classes} but the data has {len(classes)} classes ({shown}): "
+                        f"set model.num_classes: {len(classes)}", "model.num_classes")
+
+
+def check_train_val(spec: DataSpec, input_shape: tuple[int, int, int], data_dir: str | Path | None = None,
+                    num_classes: int | None = None) -> None:
+    """Fail as prepare_train_val would on missing data, shapes, classes or impossible split sizes,
+    without decoding images or computing statistics (a search checks its data before the first trial)."""
     pool = train_pool(spec, data_dir)
     batch_shape(pool, spec, tuple(int(s) for s in input_shape))
+    check_classes(list(pool.classes), num_classes)
     split_indices(pool, spec)
 
 
@@ -75,6 +86,7 @@ def prepare_train_val(
     device: str | torch.device = "cpu",
     data_dir: str | Path | None = None,
     merge_val: bool = False,
+    num_classes: int | None = None,
 ) -> TrainVal:
     """Load, split and normalise the train and val splits of `spec` on `device`.
 
@@ -86,17 +98,19 @@ def prepare_train_val(
         merge_val: train on train + val (the final re-training of `archsearch best`); `val` is
             still the val split, so its metrics are no longer held out. Normalisation statistics
             stay those of the train split, as in the search.
+        num_classes: the model's outputs (model.num_classes): must equal the data's class count.
 
     Returns:
         TrainVal with sources whose batches are normalised float32 [B, *input_shape].
 
     Raises:
-        DataError: data missing or unreadable, splits impossible, or shapes not matching.
+        DataError: data missing or unreadable, splits impossible, or shapes or classes not matching.
     """
     device = torch.device(device)
     input_shape = tuple(int(s) for s in input_shape)
     pool = train_pool(spec, data_dir)
-    shape = batch_shape(pool, spec, input_shape)  # fail on shapes before any heavy work
+    shape = batch_shape(pool, spec, input_shape)  # fail on shapes and classes before any heavy work
+    check_classes(list(pool.classes), num_classes)
     tr, va = split_indices(pool, spec)
     train_part, val_part = pool.subset(tr), pool.subset(va)
     mean, std = resolve(

@@ -318,7 +318,7 @@ def leaderboard(
         if key not in checked:  # data sizes the --set asks for: checked before any folder or training
             checked.add(key)
             try:
-                check_train_val(spec.data, spec.model.input_shape, data_dir)
+                check_train_val(spec.data, spec.model.input_shape, data_dir, spec.model.num_classes)
             except DataError as e:
                 raise DataError(f"--set {' '.join(overrides)}: trial {t.number}: {e}", e.field) from None
     folder = results_folder(study_dir, overrides)
@@ -410,7 +410,8 @@ def select_on_val(
             t0 = time.perf_counter()
             with test_split_forbidden("the finalists' selection of `archsearch best --select`"):
                 seed_everything(seed, spec.train.deterministic)
-                data = prepare_train_val(spec.data, spec.model.input_shape, device=device, data_dir=data_dir)
+                data = prepare_train_val(spec.data, spec.model.input_shape,
+                                         num_classes=spec.model.num_classes, device=device, data_dir=data_dir)
                 result = fit(build_model(spec), data, spec.train, device=device, num_classes=spec.model.num_classes,
                              progress=progress, keep="last")  # the final weights, as the re-training keeps
             last = result.history[-1]
@@ -440,7 +441,8 @@ def _run_seed(trial: FrozenTrial, spec: Spec, spec_hash: str, retrain: str, stud
             raise ArchsearchError(
                 f"--retrain reuse: trial #{trial.number} has no kept checkpoint ({ckpt}); only the top "
                 f"search.keep_top_k trials keep one. Use --retrain full")
-        data = prepare_train_val(spec.data, spec.model.input_shape, device=device, data_dir=data_dir)
+        data = prepare_train_val(spec.data, spec.model.input_shape,
+                                 num_classes=spec.model.num_classes, device=device, data_dir=data_dir)
         model = build_model(spec)
         model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
         model.to(device)
@@ -449,7 +451,8 @@ def _run_seed(trial: FrozenTrial, spec: Spec, spec_hash: str, retrain: str, stud
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     else:
         seed_everything(seed, spec.train.deterministic)
-        data = prepare_train_val(spec.data, spec.model.input_shape, device=device, data_dir=data_dir, merge_val=True)
+        data = prepare_train_val(spec.data, spec.model.input_shape,
+                                 num_classes=spec.model.num_classes, device=device, data_dir=data_dir, merge_val=True)
         model = build_model(spec)
         result = fit(model, data, spec.train, device=device, num_classes=spec.model.num_classes,
                      progress=progress, keep="last")

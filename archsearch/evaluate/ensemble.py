@@ -95,7 +95,8 @@ def _split(run: Path, split: str, device: torch.device, data_dir: str | None) ->
         source, classes = load_test(spec.data, spec.model.input_shape, mean=norm["mean"], std=norm["std"],
                                     device=device, data_dir=data_dir)
     else:
-        data = prepare_train_val(spec.data, spec.model.input_shape, device=device, data_dir=data_dir)
+        data = prepare_train_val(spec.data, spec.model.input_shape,
+                                 num_classes=spec.model.num_classes, device=device, data_dir=data_dir)
         source, classes = data.val, data.classes
     return model, source, list(metrics.get("classes") or classes)
 

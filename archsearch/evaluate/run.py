@@ -53,7 +53,8 @@ def evaluate_run(run_dir: Path, split: str = "test", *, device: str | None = Non
         source, classes = load_test(spec.data, spec.model.input_shape, mean=norm["mean"], std=norm["std"],
                                     device=dev, data_dir=data_dir)
     else:
-        source = prepare_train_val(spec.data, spec.model.input_shape, device=dev, data_dir=data_dir).val
+        source = prepare_train_val(spec.data, spec.model.input_shape,
+                                   num_classes=spec.model.num_classes, device=dev, data_dir=data_dir).val
     ev = evaluate_source(model, source, spec.model.num_classes, spec.train.metric, dev)
     result = {
         "split": split,

@@ -54,7 +54,8 @@ def reproduce(bundle: Path, *, device: str | None = None, data_dir: str | None =
     full = metrics["export"]["retrain"] == "full"
     dev = resolve_device(device)
     seed_everything(spec.train.seed, spec.train.deterministic)
-    data = prepare_train_val(spec.data, spec.model.input_shape, device=dev, data_dir=data_dir, merge_val=full)
+    data = prepare_train_val(spec.data, spec.model.input_shape,
+                             num_classes=spec.model.num_classes, device=dev, data_dir=data_dir, merge_val=full)
     model = build_model(spec)
     result = fit(model, data, spec.train, device=dev, num_classes=spec.model.num_classes, progress=progress,
                  keep="last" if full else "best")

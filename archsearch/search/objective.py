@@ -57,7 +57,8 @@ class Objective:
         if key not in self._data:
             if len(self._data) >= 2:
                 self._data.pop(next(iter(self._data)))
-            self._data[key] = prepare_train_val(spec.data, spec.model.input_shape, device=self.device,
+            self._data[key] = prepare_train_val(spec.data, spec.model.input_shape,
+                                                num_classes=spec.model.num_classes, device=self.device,
                                                 data_dir=self.data_dir)
         return self._data[key]
 

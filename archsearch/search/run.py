@@ -100,10 +100,10 @@ def check_space_data(space: Space, data_dir: str | None = None) -> None:
             continue
         seen.add(key)
         try:
-            check_train_val(spec.data, spec.model.input_shape, data_dir)
+            check_train_val(spec.data, spec.model.input_shape, data_dir, spec.model.num_classes)
         except DataError as e:
             line = space.lines.get(tuple(e.field.split("."))) if e.field else None
-            where = f"{space.source or 'the space'}: " + (f"line {line[0]}: " if line else "")
+            where = f"{space.source or 'the space'}: " + (f"{line[0] if isinstance(line[0], str) else f'line {line[0]}'}: " if line else "")
             raise DataError(where + str(e) + (f" [when {label}]" if searched else ""), e.field) from None
 
 

@@ -82,7 +82,8 @@ def train_run(
     check_out_dir(out, force)  # a bad --out is refused before the data is loaded
     dev = resolve_device(device)
     seed_everything(spec.train.seed, spec.train.deterministic)
-    data = prepare_train_val(spec.data, spec.model.input_shape, device=dev, data_dir=data_dir)  # checks shapes
+    data = prepare_train_val(spec.data, spec.model.input_shape,
+                             num_classes=spec.model.num_classes, device=dev, data_dir=data_dir)  # checks shapes
     model = build_model(spec)
     summary = summarize(model, spec.model.input_shape)
     prepare_out_dir(out, force)

@@ -71,6 +71,19 @@ def test_train_and_test_subfolders(tmp_path: Path) -> None:
     assert testsplit.held_out_reads() == before
     test, classes = testsplit.load_test(spec, (1, 16, 16), mean=tv.mean, std=tv.std)
     assert classes == ["a", "b"] and test.num_samples == 4
+    with pytest.raises(DataError, match=r"model.num_classes is 3 but the data has 2 classes \(a, b\)"):
+        prepare_train_val(spec, (1, 16, 16), num_classes=3)
+    # a val/ beside train/ and test/ would never be read; train/ + val/ alone would be read as two
+    # classes named "train" and "val": both refused, naming the folder and the layout that is read
+    (tmp_path / "val" / "a").mkdir(parents=True)
+    Image.fromarray(np.zeros((10, 12), np.uint8)).save(tmp_path / "val" / "a" / "0.png")
+    with pytest.raises(DataError, match=r"has val/ beside train/ and test/, which would not be read"):
+        prepare_train_val(spec, (1, 16, 16))
+    (tmp_path / "test").rename(tmp_path.parent / f"{tmp_path.name}_held")
+    for load in (lambda: prepare_train_val(spec, (1, 16, 16)),
+                 lambda: testsplit.load_test(spec, (1, 16, 16), mean=tv.mean, std=tv.std)):
+        with pytest.raises(DataError, match=r"holds split folders \(train/, val/\), not class folders"):
+            load()
 
 
 @pytest.mark.parametrize("workers", [0, 2])
