@@ -210,6 +210,23 @@ def test_train_then_evaluate_from_the_command_line(tmp_path):
             assert out.returncode == 2 and name in out.stderr and "Traceback" not in out.stderr, (cmd, out.stderr)
 
 
+def test_a_run_is_evaluated_without_the_weights_file_its_training_started_from(tmp_path):
+    import torch
+    import torchvision
+
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
+    (tmp_path / "spec.yaml").write_text(
+        "model:\n  input: [1, 8, 8]\n  num_classes: 10\n"
+        "  backbone: {name: resnet18, pretrained: r18.pth, small_input: true, freeze: [layer1]}\n"
+        "data: {dataset: digits, train_size: 200, val_size: 100}\ntrain: {epochs: 1, batch_size: 64}\n")
+    out = run("train", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "run"))
+    assert out.returncode == 0, out.stderr
+    (tmp_path / "r18.pth").rename(tmp_path / "elsewhere.pth")
+    out = run("evaluate", str(tmp_path / "run"), "--split", "test")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "run" / "eval_test.json").read_text())["accuracy"] > 0.1
+
+
 def test_num_classes_must_match_the_data(tmp_path):
     out = run("train", str(ROOT / "examples" / "digits_cnn.yaml"), "--set", "model.num_classes=3",
               "--out", str(tmp_path / "r"))

@@ -354,7 +354,7 @@ def leaderboard(
             if i == 0:
                 meta = {"spec": spec.model_dump(mode="json")}
         first = runs[0]
-        model = build_model(parse_spec(meta["spec"]))
+        model = build_model(parse_spec(meta["spec"]), pretrained=False)  # counted only
         entries.append(Entry(
             trial=trial.number, spec=meta["spec"], params=int(trial.user_attrs.get("params", 0)),
             flops=int(trial.user_attrs.get("flops", 0)), val_metric=float(trial.user_attrs["val_metric"]),

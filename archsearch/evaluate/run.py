@@ -28,8 +28,8 @@ def load_run(run_dir: Path, device: torch.device | str = "cpu") -> tuple[Spec, t
     missing = [f for f in (SPEC_FILE, WEIGHTS_FILE, METRICS_FILE) if not (run_dir / f).is_file()]
     if missing:
         raise ArchsearchError(f"{run_dir} is not a finished run directory (missing {', '.join(missing)})")
-    spec = load_spec(run_dir / SPEC_FILE)
-    model = build_model(spec)
+    spec = load_spec(run_dir / SPEC_FILE, check_files=False)  # every weight is in best.pt: the pretrained
+    model = build_model(spec, pretrained=False)              # file the run started from may be gone
     try:
         state = torch.load(run_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state)

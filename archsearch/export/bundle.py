@@ -79,7 +79,7 @@ def write_bundle(board: Leaderboard, study: optuna.Study, out: Path, *, force: b
     entry = entry or board.entries[0]
     run = entry.runs[0]
     spec = parse_spec(entry.spec)
-    model = build_model(spec)
+    model = build_model(spec, pretrained=False)  # every weight comes from the checkpoint
     model.load_state_dict(torch.load(board.folder / run.weights, map_location="cpu", weights_only=True))
     model = model.to(memory_format=torch.contiguous_format).eval()
     norm = entry.normalization

@@ -81,7 +81,7 @@ Study `{s['study']}`: {s['trials']} trials ({s.get('complete', 0)} complete, {s.
 ## Files and checks
 
 - `spec.yaml`: the resolved spec; `archsearch train spec.yaml` trains it again, `archsearch reproduce .` re-runs this export's training and compares.
-- `best.pt`: state_dict for `archsearch.build_model(archsearch.load_spec("spec.yaml"))`.
+- `best.pt`: every weight, for `archsearch.build_model(archsearch.load_spec("spec.yaml", check_files=False), pretrained=False)` (the pretrained file or cache the training started from is not needed).
 - `model.ts`: TorchScript, max |Δlogit| {parity['torchscript']['max_abs_diff']:.1e} vs eager on {parity['torchscript']['batch']} test images (tolerance {parity['torchscript']['atol']:g}).
 {onnx_line}
 - `metrics.json`: every number above, per-class test metrics and the confusion matrix.

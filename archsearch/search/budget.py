@@ -94,13 +94,9 @@ def over_budget_everywhere(space: Space, limit: int = 60) -> str | None:
         b = spec.search.budgets
         if b.max_params is None and b.max_flops is None and b.gpu_memory is None:
             return None
-        bb = spec.model.backbone
-        if bb is not None and bb.pretrained != "none":
-            spec = spec.model_copy(update={"model": spec.model.model_copy(
-                update={"backbone": bb.model_copy(update={"pretrained": "none"})})})
         key = f"{spec.model.model_dump_json()}|{spec.train.batch_size}|{spec.train.optimizer.name}|{spec.search.budgets}"
         if key not in seen:
-            model = build_model(spec)
+            model = build_model(spec, pretrained=False)
             seen[key] = check_budgets(spec, summarize(model, spec.model.input_shape), model, torch.device("cpu")).violations
         if not seen[key]:
             return None

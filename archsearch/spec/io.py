@@ -274,9 +274,11 @@ def validation_problems(exc: ValidationError, data: Any, lines: LineMap, prefix:
 
 
 def parse_spec(
-    data: Any, lines: LineMap | None = None, source: str | None = None, base_dir: str | Path | None = None
+    data: Any, lines: LineMap | None = None, source: str | None = None, base_dir: str | Path | None = None,
+    check_files: bool = True,
 ):
-    """Plain data (from YAML or Python) → validated Spec; every problem in one SpecError."""
+    """Plain data (from YAML or Python) → validated Spec; every problem in one SpecError.
+    check_files=False: a pretrained weights file need not exist (the spec of a trained model)."""
     from archsearch.spec.model import check_shapes
     from archsearch.spec.root import Spec
 
@@ -294,7 +296,8 @@ def parse_spec(
         Problem(format_loc(("model", *loc)), msg, *_line_of(lines, ("model", *loc)))
         for loc, msg in check_shapes(spec.model)
     ]
-    problems += _check_files(spec, lines)
+    if check_files:
+        problems += _check_files(spec, lines)
     if problems:
         raise SpecError(problems, source)
     return spec
@@ -381,8 +384,9 @@ def _check_files(spec: Any, lines: LineMap) -> list[Problem]:
     return problems
 
 
-def load_spec(path: str | Path, overrides: Iterable[str] = ()):
-    """Read, override (`key.path=value`), validate. Raises SpecError with file, field path and line."""
+def load_spec(path: str | Path, overrides: Iterable[str] = (), check_files: bool = True):
+    """Read, override (`key.path=value`), validate. Raises SpecError with file, field path and line.
+    check_files=False: see parse_spec."""
     from archsearch.spec.space import dimensions
 
     data, lines = load_yaml(path)
@@ -395,7 +399,7 @@ def load_spec(path: str | Path, overrides: Iterable[str] = ()):
             [Problem("", f"this is a search space ({len(dims)} dimensions: {names}), not a concrete spec: "
                      "search it with `archsearch run`, or see concrete specs with `archsearch sample`",
                      *lines.get(dims[0].loc, (None, None)))], str(path))
-    return parse_spec(data, lines, source=str(path), base_dir=Path(path).parent)
+    return parse_spec(data, lines, source=str(path), base_dir=Path(path).parent, check_files=check_files)
 
 
 def apply_overrides(data: Any, overrides: Iterable[str], source: str | None = None) -> Any:

@@ -58,6 +58,27 @@ def test_wrong_checkpoint_is_a_clear_error(tmp_path):
     torch.save(torchvision.models.resnet50().state_dict(), path)
     with pytest.raises(BuildError, match="not a torchvision resnet18 state_dict"):
         build_model(model_of(name="resnet18", pretrained=str(path)))
+    (tmp_path / "notes.pt").write_text("not weights")
+    torch.save(torchvision.models.resnet18(), tmp_path / "whole.pt")  # the model, not its state_dict
+    for name, says in (("notes.pt", "not a file torch.save wrote"), ("whole.pt", "a whole pickled model?")):
+        with pytest.raises(BuildError, match="Save the weights with torch.save") as e:
+            build_model(model_of(name="resnet18", pretrained=str(tmp_path / name)))
+        assert says in str(e.value) and len(str(e.value).splitlines()) == 1, str(e.value)
+
+
+def test_a_trained_model_loads_without_its_pretrained_file(tmp_path):
+    """The spec of a trained model still names the weights file it started from; evaluating it needs
+    only its own checkpoint (same modules and keys with pretrained=False)."""
+    path = tmp_path / "w.pt"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    spec = model_of(name="resnet18", pretrained=str(path), input=[1, 32, 32], num_classes=4, freeze=["layer1"])
+    trained = build_model(spec).state_dict()
+    path.unlink()
+    with pytest.raises(BuildError, match="weights file not found"):
+        build_model(spec)
+    bare = build_model(spec, pretrained=False)
+    bare.load_state_dict(trained)  # strict: every key and shape as built with the weights
+    assert not any(p.requires_grad for p in bare.layer1.parameters())
 
 
 def test_imagenet_from_torch_cache(imagenet_cache):
