@@ -6,7 +6,8 @@ are learnable but not trivially; counts fall off linearly from --max to --min im
 
     python examples/make_image_folder.py data/painters --classes 5 --max 60 --min 20 --size 64
     archsearch train examples/s4_resnet50_finetune.yaml --set data.path=data/painters \\
-        --set model.num_classes=5 --set model.backbone.pretrained=none --set data.resize=64 --epochs 2
+        --set model.num_classes=5 --set model.backbone.pretrained=none --set data.resize=64 \\
+        --set 'model.input=[3,64,64]' --epochs 2
 """
 
 from __future__ import annotations

@@ -419,6 +419,7 @@ def apply_overrides(data: Any, overrides: Iterable[str], source: str | None = No
         except SpecError as e:
             raise SpecError([Problem(f"--set {key}", p.message) for p in e.problems], source) from None
         parts = _override_loc(key)
+        value = _from_here(parts, value)
         node = data
         for i, part in enumerate(parts[:-1]):
             nxt = parts[i + 1]
@@ -440,6 +441,21 @@ def apply_overrides(data: Any, overrides: Iterable[str], source: str | None = No
         else:
             raise SpecError([Problem(f"--set {key}", f"cannot set {format_loc(parts)}")], source)
     return data
+
+
+PATH_FIELDS = (["data", "path"], ["model", "backbone", "pretrained"])
+
+
+def _from_here(parts: list[str | int], value: Any) -> Any:
+    """A relative file path given on the command line is relative to the working directory, as a
+    shell user means it (a path written in the YAML file is relative to that file)."""
+    if list(parts) not in PATH_FIELDS or not isinstance(value, str) or value in ("none", "imagenet"):
+        return value
+    try:
+        p = Path(value).expanduser()
+        return value if p.is_absolute() else str(p.resolve())
+    except (RuntimeError, ValueError, OSError):
+        return value  # left as written: the file checks report it
 
 
 def _out_of_range(loc: list[str | int], items: list, index: int) -> str:

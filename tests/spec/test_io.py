@@ -194,3 +194,13 @@ def test_a_value_every_branch_of_a_union_refuses_is_one_problem(write):
         "data.normalize: got 'foo', expected one of: auto, imagenet, none, or a mapping",
         "model.layers[0].padding: got 'sme', expected a whole number, or one of: same, valid; did you mean 'same'?",
     ]
+
+
+def test_a_path_in_the_file_is_relative_to_it_and_a_set_path_to_the_working_directory(write, tmp_path, monkeypatch):
+    (tmp_path / "specs").mkdir()
+    spec_file = write("specs/spec.yaml", GOOD + "data: {dataset: image_folder, path: imgs}\n")
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    assert load_spec(spec_file).data.path == str(spec_file.parent / "imgs")
+    assert load_spec(spec_file, ["data.path=imgs"]).data.path == str(tmp_path / "here" / "imgs")
+    assert load_spec(spec_file, [f"data.path={tmp_path}/abs"]).data.path == str(tmp_path / "abs")
