@@ -16,9 +16,9 @@ from archsearch.search.isolation import (USER_ERROR, exit_reason, fork_trial, un
                                          wait_trial)
 from archsearch.search.objective import Objective, Surplus
 from archsearch.search.storage import STUDIES_DIR, check_reachable, default_storage, release
-from archsearch.search.study import (FAILED_STATES, OK, _host, check_same_space, check_study_dir, claim_study_dir,
-                                     counts, fail_and_retry, finished_count, make_sampler, open_study,
-                                     recover_dead_trials, space_record)
+from archsearch.search.study import (FAILED_STATES, FINISHED, OK, _host, check_same_space, check_study_dir,
+                                     claim_study_dir, counts, fail_and_retry, finished_count, make_sampler,
+                                     open_study, recover_dead_trials, space_record)
 from archsearch.spec.search import SearchSpec
 from archsearch.spec.space import Space, check_space
 from archsearch.train.precision import resolve_device
@@ -103,7 +103,8 @@ def check_space_data(space: Space, data_dir: str | None = None) -> None:
             check_train_val(spec.data, spec.model.input_shape, data_dir, spec.model.num_classes)
         except DataError as e:
             line = space.lines.get(tuple(e.field.split("."))) if e.field else None
-            where = f"{space.source or 'the space'}: " + (f"{line[0] if isinstance(line[0], str) else f'line {line[0]}'}: " if line else "")
+            at = "" if not line else f"{line[0]}: " if isinstance(line[0], str) else f"line {line[0]}: "  # str: a --set
+            where = f"{space.source or 'the space'}: {at}"
             raise DataError(where + str(e) + (f" [when {label}]" if searched else ""), e.field) from None
 
 
@@ -123,10 +124,12 @@ def prepare_study(space: Space, search: SearchSpec, study_name: str,
     check_reachable(storage)  # a bad URL is named as such, not as the folder clash below
     check_study_dir(study_name, storage)  # before a study is created in another storage
     study = open_study(study_name, storage, search, space)
-    check_same_space(study, space)
+    trained = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+    if trained:
+        check_same_space(study, space)
     claim_study_dir(study, storage)  # before any trial runs
-    if "space" not in study.user_attrs:
-        study.set_user_attr("space", space_record(space))
+    if not trained:  # nothing finished or running under a stored space (a first run, or one that failed at
+        study.set_user_attr("space", space_record(space))  # once, e.g. on a bad weights file): this space
     return study, storage, checked
 
 

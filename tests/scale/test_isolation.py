@@ -229,3 +229,9 @@ def test_a_user_error_in_a_trial_process_is_one_message_as_in_process(tmp_path):
         assert "not a file torch.save wrote" in study.trials[0].user_attrs["reason"]
     assert errors["process"] == errors["none"]
     assert errors["none"].startswith("error: model.backbone.pretrained: cannot read <folder>/bad.pth")
+    # nothing trained under that space: the fixed one takes the study's name (a trained study would refuse it)
+    fixed = cli(tmp_path / "none", "run", "space.yaml", "--trials", "1", "--set", "model.backbone.pretrained=none")
+    assert fixed.returncode == 0, fixed.stderr
+    study = optuna.load_study(study_name="badweights", storage=f"sqlite:///{folder / 'studies' / 'badweights.db'}")
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert study.user_attrs["space"]["data"]["model"]["backbone"]["pretrained"] == "none"
