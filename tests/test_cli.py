@@ -95,8 +95,12 @@ def test_a_budget_that_every_extreme_breaks_is_warned_about_by_validate_and_run(
     out = run("validate", space, "--set", "search.budgets.max_params=100")
     assert out.returncode == 0, out.stderr  # a warning: points between the extremes might still fit
     assert "every extreme spec checked is over budget" in out.stderr and "> max_params 100" in out.stderr
-    out = run("validate", space, "--set", "search.budgets.max_params=5300")  # the small widths fit
-    assert out.returncode == 0 and "over budget" not in out.stderr, out.stderr
+    from archsearch.search.budget import over_budget_everywhere
+    from archsearch.spec.space import load_space
+
+    assert over_budget_everywhere(load_space(space, ["search.budgets.max_params=5300"])) is None  # small widths fit
+    assert "all low: 1,386 parameters > max_params 1,000" in over_budget_everywhere(
+        load_space(space, ["search.budgets.max_params=1000"]))
     out = subprocess.run([sys.executable, "-m", "archsearch", "run", space, "--trials", "1", "--set",
                           "search.budgets.max_params=100"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
