@@ -501,18 +501,23 @@ def best(
                         select=select, distinct=distinct)
     table = Table(title=f"{st.study_name}: test split, {len(board.seeds)} seed(s) {board.seeds}, retrain {retrain}"
                   + (f" ({' '.join(overrides)})" if overrides else ""))
-    columns = ["rank", "trial", "params", "FLOPs", "val"] + (["val (re-trained)"] if board.selection else [])
-    for col in columns + ["test acc", "± std", "95 % CI", "macro-F1", "ms/img"]:
+    metric = board.entries[0].metric if board.entries else "accuracy"  # the spec's train.metric: the ranking key
+    short = {"accuracy": "acc", "balanced_accuracy": "bal acc", "macro_f1": "macro-F1"}.get(metric, metric)
+    columns = ["rank", "trial", "params", "FLOPs", f"val {short}"] + (["val (re-trained)"] if board.selection else [])
+    ranked = [] if metric in ("accuracy", "macro_f1") else [f"test {short}", "± std "]  # macro-F1 has its column
+    for col in columns + ["test acc", "± std", "95 % CI", *ranked, "macro-F1", "ms/img"]:
         table.add_column(col, justify="right", no_wrap=True)
     for i, e in enumerate(board.entries, 1):
         a = e.accuracy
         ci = f"{a.ci_low:.4f}–{a.ci_high:.4f}" if a.ci_low is not None else "-"
         sel = [f"{board.selection.val_of(e.trial):.4f}"] if board.selection else []
+        score = [f"{e.score.mean:.4f}", f"{e.score.std:.4f}"] if ranked else []
         table.add_row(str(i), f"#{e.trial}", f"{e.params:,}", _human(e.flops), f"{e.val_metric:.4f}", *sel,
-                      f"{a.mean:.4f}", f"{a.std:.4f}", ci, f"{e.macro_f1:.4f}", f"{e.latency_ms:.2f}")
-    Console(width=max(Console().width, 120)).print(table)
+                      f"{a.mean:.4f}", f"{a.std:.4f}", ci, *score, f"{e.macro_f1:.4f}", f"{e.latency_ms:.2f}")
+    Console(width=max(Console().width, 140 if ranked else 120)).print(table)
     if board.comparison is not None:
-        typer.echo(f"winner #{board.entries[0].trial} vs runner-up #{board.entries[1].trial}: {board.comparison.describe()}")
+        typer.echo(f"winner #{board.entries[0].trial} vs runner-up #{board.entries[1].trial} (test {metric}): "
+                   f"{board.comparison.describe()}")
     typer.echo(f"results: {board.folder / 'leaderboard.json'}")
     if export is not None:
         from archsearch.export import write_bundle

@@ -17,7 +17,8 @@ ranking need not hold at full length; the test split chooses nothing, so with K=
 number is unbiased). Each (trial, mode, seed) result is stored in
 studies/<study>/best/results.json with its weights beside it, and a summary in the study's user
 attrs (`test:trial_<n>`; Optuna refuses to change a finished trial's attrs), so a repeated call
-reuses them unless `redo`. The entries are ranked by mean test accuracy; the winner is compared
+reuses them unless `redo`. The entries are ranked by the mean test value of the spec's metric
+(train.metric: accuracy, balanced_accuracy or macro_f1); the winner is compared
 with the runner-up by a paired t-test over the shared seeds.
 """
 
@@ -94,6 +95,45 @@ class Entry:
     def macro_f1(self) -> float:
         return sum(r.macro_f1 for r in self.runs) / len(self.runs)
 
+    @property
+    def metric(self) -> str:
+        """The spec's train.metric (accuracy, balanced_accuracy, macro_f1): what the search selected
+        on, and so what the leaderboard ranks by on the test split."""
+        return str(self.spec.get("train", {}).get("metric", "accuracy"))
+
+    def test_values(self) -> list[float]:
+        """The test value of `metric`, per seed run."""
+        if self.metric == "accuracy":
+            return [r.accuracy for r in self.runs]
+        missing = [r.seed for r in self.runs if self.metric not in r.metrics]
+        if missing:
+            raise ArchsearchError(f"trial #{self.trial}: the stored test results of seed(s) {missing} lack "
+                                  f"{self.metric}; run best again with --redo")
+        return [float(r.metrics[self.metric]) for r in self.runs]
+
+    @property
+    def score(self) -> Spread:
+        """Mean, spread and CI of the test `metric` over seeds (the ranking key)."""
+        return spread(self.test_values(), bounds=(0.0, 1.0))
+
+
+def rank_entries(entries: list[Entry]) -> tuple[list[Entry], PairedTest | None]:
+    """Best first by the mean test value of the spec's metric (then val metric, then trial number),
+    and the one-sided paired t-test of the winner against the runner-up on their shared seeds."""
+    ranked = sorted(entries, key=lambda e: (-e.score.mean, -e.val_metric, e.trial))
+    if len(ranked) < 2:
+        return ranked, None
+    a, b = ranked[0], ranked[1]
+    shared = sorted({r.seed for r in a.runs} & {r.seed for r in b.runs})
+    if not shared:
+        return ranked, None
+
+    def on_shared(e: Entry) -> list[float]:
+        by_seed = dict(zip((r.seed for r in e.runs), e.test_values()))
+        return [by_seed[s] for s in shared]
+
+    return ranked, paired_test(on_shared(a), on_shared(b))
+
 
 @dataclass
 class Candidate:
@@ -151,7 +191,9 @@ class Leaderboard:
             "entries": [{"trial": e.trial, "params": e.params, "flops": e.flops, "val_metric": e.val_metric,
                          "selection_val": None if self.selection is None else self.selection.val_of(e.trial),
                          "latency_ms": e.latency_ms, "test_accuracy": asdict(e.accuracy), "macro_f1": e.macro_f1,
-                         "per_seed": [{"seed": r.seed, "accuracy": r.accuracy, "macro_f1": r.macro_f1} for r in e.runs]}
+                         "test_metric": {"name": e.metric, **asdict(e.score)},  # the ranking key
+                         "per_seed": [{"seed": r.seed, "accuracy": r.accuracy, "macro_f1": r.macro_f1,
+                                       e.metric: v} for r, v in zip(e.runs, e.test_values())]}
                         for e in self.entries],
             "winner_vs_runner_up": None if self.comparison is None else {
                 **asdict(self.comparison), "significant": self.comparison.significant,
@@ -305,7 +347,8 @@ def leaderboard(
     echo: Callable[[str], None] = print, progress: bool = False, select: int | None = None,
     distinct: bool = False,
 ) -> Leaderboard:
-    """Re-evaluate the top trials (see the module docstring) and rank them by mean test accuracy."""
+    """Re-evaluate the top trials (see the module docstring) and rank them by the mean test value of
+    the spec's metric (`rank_entries`)."""
     if retrain not in ("full", "reuse"):
         raise ArchsearchError(f"--retrain: expected full or reuse, got {retrain!r}")
     overrides = check_overrides(overrides, retrain)
@@ -367,14 +410,7 @@ def leaderboard(
             "retrain": retrain, "overrides": overrides, "seeds": [r.seed for r in runs],
             "accuracy": [r.accuracy for r in runs],
             "macro_f1": [r.macro_f1 for r in runs], "fingerprint": first.test_fingerprint})
-    entries.sort(key=lambda e: (-e.accuracy.mean, -e.val_metric, e.trial))
-    comparison = None
-    if len(entries) >= 2:
-        a, b = entries[0], entries[1]
-        shared = sorted({r.seed for r in a.runs} & {r.seed for r in b.runs})
-        if shared:
-            acc = lambda e: [next(r.accuracy for r in e.runs if r.seed == s) for s in shared]  # noqa: E731
-            comparison = paired_test(acc(a), acc(b))
+    entries, comparison = rank_entries(entries)
     used = sorted({r.seed for e in entries for r in e.runs})
     board = Leaderboard(study.study_name, retrain, used, entries, comparison, folder, overrides, selection, distinct)
     write_json(folder / "leaderboard.json", board.as_json())

@@ -11,6 +11,7 @@ def _choice(m: dict) -> str:
     """How the winner was chosen, and what that means for its test number."""
     entries = m.get("leaderboard", {}).get("entries", [])
     sel = m.get("leaderboard", {}).get("selection")
+    metric = ((entries[0].get("test_metric") or {}).get("name") if entries else None) or "accuracy"
     if sel:
         shown = ", ".join(f"#{c['trial']} {c['val_metric']:.4f}" for c in sel["candidates"])
         how = (f"The winner was chosen on the validation split: each of the search's top {len(sel['candidates'])} "
@@ -18,10 +19,10 @@ def _choice(m: dict) -> str:
                f"{shown}) and the {len(sel['kept'])} best went on to the test split.")
         if len(entries) <= 1:
             return how + " The test split chose nothing, so its number is unbiased."
-        return how + " Among those, the best by mean test accuracy won, which makes its number slightly optimistic."
+        return how + f" Among those, the best by mean test {metric} won, which makes its number slightly optimistic."
     if len(entries) <= 1:
         return "The winner is the search's best trial by validation metric; the test split chose nothing."
-    return ("The winner is the best of the leaderboard's top trials by mean test accuracy over seeds; choosing "
+    return (f"The winner is the best of the leaderboard's top trials by mean test {metric} over seeds; choosing "
             "among several candidates on the test split makes this number slightly optimistic (unbiased with "
             "`--top 1` or `--select 1`).")
 
