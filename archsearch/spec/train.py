@@ -71,3 +71,10 @@ class TrainSpec(StrictModel):
         if self.warmup_epochs >= self.epochs:
             raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be below epochs ({self.epochs})")
         return self
+
+    @model_validator(mode="after")
+    def _unfreeze_within_epochs(self) -> "TrainSpec":
+        if self.unfreeze is not None and self.unfreeze.after_epochs >= self.epochs:
+            raise ValueError(f"unfreeze.after_epochs ({self.unfreeze.after_epochs}) must be below epochs "
+                             f"({self.epochs}): the frozen stages would never be trained")
+        return self

@@ -204,3 +204,22 @@ def test_a_path_in_the_file_is_relative_to_it_and_a_set_path_to_the_working_dire
     assert load_spec(spec_file).data.path == str(spec_file.parent / "imgs")
     assert load_spec(spec_file, ["data.path=imgs"]).data.path == str(tmp_path / "here" / "imgs")
     assert load_spec(spec_file, [f"data.path={tmp_path}/abs"]).data.path == str(tmp_path / "abs")
+
+
+@pytest.mark.parametrize("train, backbone, says", [
+    ({"lr_multipliers": {"head": 2.0}}, None, "train.lr_multipliers acts on the stages of model.backbone"),
+    ({"unfreeze": {"after_epochs": 1}, "lr_multipliers": {"head": 2.0}}, None,
+     "train.lr_multipliers and train.unfreeze act on the stages"),
+    ({"epochs": 2, "unfreeze": {"after_epochs": 2}}, {"freeze": ["layer1"]},
+     r"unfreeze.after_epochs \(2\) must be below epochs \(2\)"),
+    ({"epochs": 3, "unfreeze": {"after_epochs": 1}}, {}, "model.backbone.freeze is empty: nothing is frozen"),
+    ({"epochs": 3, "unfreeze": {"after_epochs": 1, "stages": ["layer2"]}}, {"freeze": ["stem", "layer1"]},
+     r"train.unfreeze.stages \['layer2'\] are not in model.backbone.freeze \['stem', 'layer1'\]"),
+])
+def test_stage_training_settings_that_would_do_nothing_are_refused(train, backbone, says):
+    model = ({"input": [1, 8, 8], "layers": [{"type": "flatten"}, {"type": "linear"}]} if backbone is None
+             else {"input": [3, 32, 32], "backbone": {"name": "resnet18", **backbone}})
+    with pytest.raises(SpecError, match=says):
+        parse_spec({"model": model, "train": train})
+    if backbone is not None and "stages" in train.get("unfreeze", {}):  # the same with the stage frozen is fine
+        parse_spec({"model": {**model, "backbone": {"name": "resnet18", "freeze": ["layer2"]}}, "train": train})
