@@ -72,8 +72,9 @@ def _check_split_names(root: Path) -> None:
     splits = sorted(names & SPLIT_NAMES)
     layout = ("archsearch reads <path>/train/<class>/ and <path>/test/<class>/, and carves the validation "
               "split from train/ (data.val_fraction)")
-    if _has_split_dirs(root) and set(splits) - {"train", "test"}:
-        raise DataError(f"data.path: {root} has {'/, '.join(sorted(set(splits) - {'train', 'test'}))}/ beside "
+    unread = [s for s in splits if s not in ("train", "test")]
+    if _has_split_dirs(root) and unread:
+        raise DataError(f"data.path: {root} has {'/, '.join(unread)}/ beside "
                         f"train/ and test/, which would not be read: {layout}; move its class folders into "
                         "train/ or remove it", "data.path")
     if not _has_split_dirs(root) and splits and names <= SPLIT_NAMES:

@@ -26,8 +26,10 @@ AUTO_MIN_TRIAL_SECONDS).
 
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
+import shutil
 import signal
 import sys
 import tempfile
@@ -39,6 +41,7 @@ from pathlib import Path
 from archsearch.errors import ArchsearchError
 
 _state: dict[str, int | None] = {"threads": None}
+_errors: dict[int, Path] = {}  # this process's private folder (mode 0700) for its trial processes' errors
 
 
 def claim(threads: int | None = None) -> None:
@@ -96,9 +99,19 @@ def _die_with_parent(parent: int) -> None:
 USER_ERROR = 3  # a trial process's exit code when body() raised an ArchsearchError (see user_error)
 
 
+def _error_dir() -> Path:
+    """A folder only this process can write (made at its first fork, removed at its exit): the
+    unpickled error never comes from a path another user could have placed a file at."""
+    me = os.getpid()
+    if me not in _errors:
+        _errors[me] = Path(tempfile.mkdtemp(prefix="archsearch-trials-"))
+        atexit.register(shutil.rmtree, _errors[me], True)
+    return _errors[me]
+
+
 def error_file(parent: int, child: int) -> Path:
     """Where trial process `child` of `parent` leaves the ArchsearchError that ended it."""
-    return Path(tempfile.gettempdir()) / f"archsearch-trial-{parent}-{child}.err"
+    return _errors[parent] / f"{child}.err"
 
 
 def user_error(pid: int) -> ArchsearchError:
@@ -123,6 +136,7 @@ def fork_trial(body: Callable[[], int]) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     parent = os.getpid()
+    _error_dir()  # before the fork: the child writes into its parent's folder
     pid = os.fork()
     if pid:
         return pid

@@ -16,7 +16,7 @@ from archsearch.search.isolation import (USER_ERROR, exit_reason, fork_trial, un
                                          wait_trial)
 from archsearch.search.objective import Objective, Surplus
 from archsearch.search.storage import STUDIES_DIR, check_reachable, default_storage, release
-from archsearch.search.study import (FAILED_STATES, FINISHED, OK, _host, check_same_space, check_study_dir,
+from archsearch.search.study import (FAILED_STATES, FINISHED, OK, host_name, check_same_space, check_study_dir,
                                      claim_study_dir, counts, fail_and_retry, finished_count, make_sampler,
                                      open_study, recover_dead_trials, space_record)
 from archsearch.spec.search import SearchSpec
@@ -167,7 +167,7 @@ def run_search(space: Space, search: SearchSpec, *, study_name: str, storage: st
             echo(f"warning: {warning}")  # a worker of `--workers N`: the parent said it once
         if c["finished"] >= target:
             return SearchResult(study, c["finished"], "trials")
-        me = f"{_host()}:{os.getpid()}"
+        me = f"{host_name()}:{os.getpid()}"
         objective = Objective(space, study_dir, device=dev, objectives=list(search.objectives),
                               keep_top_k=search.keep_top_k, data_dir=data_dir, pruner=search.pruner,
                               progress=progress, target=target, worker=me)
@@ -216,7 +216,7 @@ def run_search(space: Space, search: SearchSpec, *, study_name: str, storage: st
 
             def child() -> int:
                 mine = open_study(study_name, storage, search, space, seed_offset=offset)
-                objective.worker = f"{_host()}:{os.getpid()}"
+                objective.worker = f"{host_name()}:{os.getpid()}"
                 try:
                     mine.optimize(objective, n_trials=1, callbacks=[view], gc_after_trial=False, catch=(Surplus,))
                 except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as e:
@@ -238,7 +238,7 @@ def run_search(space: Space, search: SearchSpec, *, study_name: str, storage: st
                 raise KeyboardInterrupt
             if code == USER_ERROR:  # as in this process: the search stops with the trial's error
                 raise user_error(pid)
-            who = f"{_host()}:{pid}"
+            who = f"{host_name()}:{pid}"
             ran = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == who]
             if probing and any(t.user_attrs.get("history") for t in ran):  # trials that trained, not those
                 walls.append(wall)                                          # rejected before (over budget, twins)

@@ -133,7 +133,7 @@ def space_from_study(study: optuna.Study) -> Space:
     return space_from_data(rec["data"], rec["source"], rec["base_dir"])
 
 
-def _host() -> str:
+def host_name() -> str:
     import socket
 
     return socket.gethostname()
@@ -150,7 +150,7 @@ def recover_dead_trials(study: optuna.Study, echo=print) -> int:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
         optuna.storages.fail_stale_trials(study)
-    host = _host()
+    host = host_name()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         where = str(t.user_attrs.get("worker", ""))
         if not where.startswith(host + ":"):
